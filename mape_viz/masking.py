@@ -1,0 +1,94 @@
+"""Head and filter masks installed as forward pre-hooks (DESIGN §1).
+
+transformers 5 dropped ``head_mask`` (and silently ignores it), so masks scale the input of
+the attention output projection (viewed as (B, T, H, d_head)) and of the FFN down projection
+((B, T, F)). Hooks live only inside the ``with`` block: every handle is tracked and removed in
+``finally``, even when the forward pass raises.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator
+
+import torch
+from torch import nn
+
+from .sitemaps import ModelSites, get_sites
+
+
+class MaskHooks:
+    """The live masks of one ``apply_masks`` block; ``set()`` swaps them between batches.
+
+    ``heads``: (L, H) or (B, L, H); ``filters``: (L, F) or (B, L, F); ``None`` = no mask.
+    """
+
+    def __init__(self, sites: ModelSites) -> None:
+        self.sites = sites
+        self.heads: torch.Tensor | None = None
+        self.filters: torch.Tensor | None = None
+
+    def set(self, heads: torch.Tensor | None = None, filters: torch.Tensor | None = None) -> None:
+        self.heads = _check_mask(heads, self.sites.shape("heads"), "heads")
+        self.filters = _check_mask(filters, self.sites.shape("filters"), "filters")
+
+
+def _check_mask(mask: torch.Tensor | None, shape: tuple[int, int], kind: str) -> torch.Tensor | None:
+    if mask is None:
+        return None
+    if not isinstance(mask, torch.Tensor):
+        raise TypeError(f"{kind} mask must be a torch.Tensor of shape {shape} or (B, *{shape}), "
+                        f"got {type(mask).__name__}")
+    if tuple(mask.shape[-2:]) != shape or mask.dim() not in (2, 3):
+        raise ValueError(f"{kind} mask has shape {tuple(mask.shape)}; accepted: {shape} "
+                         f"or (B, {shape[0]}, {shape[1]})")
+    return mask
+
+
+def _scale(x: torch.Tensor, m: torch.Tensor, n_units: int) -> torch.Tensor:
+    """Multiply the last axis of ``x`` (B, T, n_units*w), unit by unit, by ``m`` ((n,) or (B, n))."""
+    if m.dim() == 2 and m.shape[0] != x.shape[0]:
+        raise ValueError(f"batched mask has B={m.shape[0]} but the batch has B={x.shape[0]}")
+    width = x.shape[-1] // n_units
+    lead = (m.shape[0],) if m.dim() == 2 else (1,)
+    scale = m.to(x.dtype).reshape(*lead, *([1] * (x.dim() - 2)), n_units, 1)
+    return (x.unflatten(-1, (n_units, width)) * scale).flatten(-2)
+
+
+@contextmanager
+def apply_masks(model: nn.Module, heads: torch.Tensor | None = None,
+                filters: torch.Tensor | None = None,
+                sites: ModelSites | None = None) -> Iterator[MaskHooks]:
+    """Install head/filter masks on ``model`` for the duration of the block.
+
+    Args:
+        model: a model whose family has a site map.
+        heads: (L, H) or (B, L, H) multipliers of each head's context vector, or None.
+        filters: (L, F) or (B, L, F) multipliers of each FFN intermediate activation, or None.
+        sites: a precomputed ``get_sites(model)`` (optional).
+    Yields:
+        the ``MaskHooks``; call ``.set(heads=..., filters=...)`` to change masks in place.
+    """
+    sites = sites or get_sites(model)
+    hooks = MaskHooks(sites)
+    hooks.set(heads, filters)
+    handles = []
+
+    def make(layer: int, kind: str, n_units: int):
+        def pre_hook(module: nn.Module, args: tuple):
+            mask = hooks.heads if kind == "heads" else hooks.filters
+            if mask is None:
+                return None
+            return (_scale(args[0], mask[..., layer, :], n_units),) + tuple(args[1:])
+        return pre_hook
+
+    try:
+        for layer in range(sites.n_layers):
+            handles.append(sites.attn_out(layer).register_forward_pre_hook(
+                make(layer, "heads", sites.n_heads)))
+            handles.append(sites.ffn_out(layer).register_forward_pre_hook(
+                make(layer, "filters", sites.n_filters)))
+        yield hooks
+    finally:
+        for h in handles:
+            h.remove()

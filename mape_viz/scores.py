@@ -1,0 +1,157 @@
+"""Per-module importance scores: MAPE (g + ½F, DESIGN §2) and the baseline selectors.
+
+``score_modules(model, forget, retain, objective=..., selector=...)`` looks the selector up
+by name in ``SELECTORS``, so every front end offers the same list.
+
+| objective | g                          | F (diag)                     |
+|-----------|----------------------------|------------------------------|
+| ``mlr``   | Σ_{x∈D_f} ∇_m ℓ(x)        | mean_{x∈D_r} (∇_m ℓ(x))²    |
+| ``mlf``   | Σ_{x∈D_r} ∇_m ℓ(x)        | mean_{x∈D_f} (∇_m ℓ(x))²    |
+
+Higher score = selected for update, for both objectives (the paper's Eq. 17 is written as an
+argmax but its text selects the highest-scoring modules; we follow the text).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Callable, Iterable, Mapping
+
+import torch
+from torch import nn
+
+from .gradients import accumulate_mask_grads, frozen
+from .losses import per_sample_loss
+from .registry import Registry
+from .sitemaps import ModelSites, get_sites, per_module_sq_norm
+from .types import ModuleScores, ModuleTerms
+
+Batches = Iterable[Mapping[str, Any]]
+OBJECTIVES = ("mlr", "mlf")
+
+#: selector name -> function(model, forget, retain, sites, **options) -> ModuleScores
+SELECTORS: Registry[Callable[..., ModuleScores]] = Registry("selector")
+
+
+def score_modules(model: nn.Module, forget: Batches, retain: Batches, objective: str = "mlr",
+                  selector: str = "mape", *, kind: str | None = None, max_factor: int = 512,
+                  seed: int = 0, progress: bool = False) -> ModuleScores:
+    """Score every head and filter of ``model`` for unlearning ``forget`` while keeping ``retain``.
+
+    Args:
+        model: a model whose family has a site map (see ``sitemaps.supported_families``).
+        forget, retain: iterables of batches (dicts with ``input_ids``, ``attention_mask`` and
+            ``labels`` or QA positions). Re-iterable if a selector needs two passes.
+        objective: ``"mlr"`` (Eq. 8, for second-order unlearning) or ``"mlf"`` (Eq. 17, for
+            GA/GD/NPO/DPO). Used by ``mape``; recorded for the others.
+        selector: a name in ``SELECTORS`` (``mape``, ``sure``, ``random``, ``magnitude``).
+        kind: task kind (``classification``, ``causal_lm``, ``extractive_qa``); inferred from
+            the batches when None.
+        max_factor: how many per-sample gradient rows of the Fisher set to keep for the
+            layer-wise block Fisher (greedy refinement). Rows are rescaled so that
+            ``factorᵀ factor / n_fisher`` stays an unbiased estimate of the block Fisher.
+        seed: for ``random``.
+        progress: tqdm bars.
+    Returns:
+        ``ModuleScores`` with ``.heads`` (L, H) and ``.filters`` (L, F).
+    """
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
+    fn = SELECTORS.get(selector)
+    sites = get_sites(model)
+    t0 = time.perf_counter()
+    scores = fn(model, forget, retain, sites=sites, objective=objective, kind=kind,
+                max_factor=max_factor, seed=seed, progress=progress)
+    scores.meta["seconds"] = time.perf_counter() - t0
+    return scores
+
+
+def _terms(d: dict[str, torch.Tensor]) -> ModuleTerms:
+    return ModuleTerms(heads=d["heads"].float(), filters=d["filters"].float())
+
+
+def _zeros(sites: ModelSites) -> ModuleTerms:
+    return ModuleTerms(heads=torch.zeros(sites.shape("heads")), filters=torch.zeros(sites.shape("filters")))
+
+
+@SELECTORS.register("mape", help="MAPE: mask gradient + ½ diagonal Fisher of the masks (ours)")
+def _mape(model: nn.Module, forget: Batches, retain: Batches, *, sites: ModelSites, objective: str,
+          kind: str | None, max_factor: int, progress: bool, **_: Any) -> ModuleScores:
+    grad_set, fisher_set = (forget, retain) if objective == "mlr" else (retain, forget)
+    names = ("forget", "retain") if objective == "mlr" else ("retain", "forget")
+    g_stats = accumulate_mask_grads(model, grad_set, kind, max_factor=0, progress=progress,
+                                    desc=f"g on {names[0]}", sites=sites).all_reduce_()
+    f_stats = accumulate_mask_grads(model, fisher_set, kind, max_factor=max_factor,
+                                    progress=progress, desc=f"Fisher on {names[1]}",
+                                    sites=sites).all_reduce_()
+    grad = _terms(g_stats.grad_sum)
+    fisher = _terms({k: v / f_stats.count for k, v in f_stats.sq_sum.items()})
+    factor = {}
+    for k in ("heads", "filters"):
+        rows = f_stats.factor_tensor(k)
+        factor[k] = rows * math.sqrt(f_stats.count / max(rows.shape[0], 1))
+    return ModuleScores(
+        heads=grad.heads + 0.5 * fisher.heads,
+        filters=grad.filters + 0.5 * fisher.filters,
+        grad=grad, fisher=fisher, factor=ModuleTerms(**factor), n_fisher=f_stats.count,
+        objective=objective, selector="mape", family=sites.family,
+        meta={"n_forget": g_stats.count if objective == "mlr" else f_stats.count,
+              "n_retain": f_stats.count if objective == "mlr" else g_stats.count,
+              "n_factor": int(factor["heads"].shape[0]),
+              "loss_forget": (g_stats if objective == "mlr" else f_stats).loss_sum,
+              "loss_retain": (f_stats if objective == "mlr" else g_stats).loss_sum},
+    )
+
+
+@SELECTORS.register("sure", help="SURE: norm of the forget-set parameter gradient per module")
+def _sure(model: nn.Module, forget: Batches, retain: Batches, *, sites: ModelSites, objective: str,
+          kind: str | None, progress: bool, **_: Any) -> ModuleScores:
+    names = {n for n, _, _ in _all_slices(sites)}
+    params = {n: p for n, p in model.named_parameters() if n in names}
+    grads = {n: torch.zeros_like(p, dtype=torch.float32) for n, p in params.items()}
+    count = 0
+    with frozen(model):
+        for p in params.values():
+            p.requires_grad_(True)
+        for batch in forget:
+            with torch.enable_grad():
+                losses = per_sample_loss(model, batch, kind)
+                gs = torch.autograd.grad(losses.sum(), list(params.values()), allow_unused=True)
+            for n, g in zip(params, gs):
+                if g is not None:
+                    grads[n] += g.float()
+            count += losses.shape[0]
+    if count == 0:
+        raise ValueError("no samples in the forget set: it is empty")
+    sq = per_module_sq_norm(sites, grads)
+    return _plain_scores(sites, {k: v.sqrt() for k, v in sq.items()}, "sure", objective,
+                         {"n_forget": count})
+
+
+@SELECTORS.register("magnitude", help="weight norm of each module's parameter slices")
+def _magnitude(model: nn.Module, forget: Batches, retain: Batches, *, sites: ModelSites,
+               objective: str, **_: Any) -> ModuleScores:
+    sq = per_module_sq_norm(sites, dict(model.named_parameters()))
+    return _plain_scores(sites, {k: v.sqrt() for k, v in sq.items()}, "magnitude", objective, {})
+
+
+@SELECTORS.register("random", help="uniform random scores (seeded)")
+def _random(model: nn.Module, forget: Batches, retain: Batches, *, sites: ModelSites,
+            objective: str, seed: int, **_: Any) -> ModuleScores:
+    gen = torch.Generator().manual_seed(seed)
+    vals = {k: torch.rand(sites.shape(k), generator=gen, dtype=torch.float64) for k in ("heads", "filters")}
+    return _plain_scores(sites, vals, "random", objective, {"seed": seed})
+
+
+def _plain_scores(sites: ModelSites, vals: dict[str, torch.Tensor], selector: str,
+                  objective: str, meta: dict[str, Any]) -> ModuleScores:
+    return ModuleScores(heads=vals["heads"].float(), filters=vals["filters"].float(),
+                        grad=_zeros(sites), fisher=_zeros(sites), factor=None, n_fisher=0,
+                        objective=objective, selector=selector, family=sites.family, meta=meta)
+
+
+def _all_slices(sites: ModelSites):
+    for kind in ("heads", "filters"):
+        for layer in range(sites.n_layers):
+            yield from sites.module_slices(kind, layer, 0)
