@@ -1,0 +1,27 @@
+"""Figures of MAPE-Unlearn results: plain functions returning ``plotly.graph_objects.Figure``.
+
+They draw library results (``ModuleScores``, ``ModuleMask``, tidy experiment records) and
+never call ``.show()`` nor compute a score or a selection.
+
+- :mod:`~mape_viz.viz.modules`: :func:`head_heatmap`, :func:`filter_view`,
+  :func:`selected_per_layer`, :func:`g_vs_fisher`.
+- :mod:`~mape_viz.viz.swaps`: :func:`swap_changes`, :func:`warm_vs_refined`.
+- :mod:`~mape_viz.viz.curves`: :func:`sparsity_curves` (Fig. 2/7), :func:`successive_curves`
+  (Fig. 3), :func:`relearn_curves` (Fig. 4), :func:`comparison_table` (Table 2), and the
+  generic :func:`line_figure`.
+- :mod:`~mape_viz.viz.export`: :func:`to_html`, :func:`write_figures` (offline HTML).
+"""
+
+from .curves import (comparison_rows, comparison_table, line_figure, relearn_curves,
+                     sparsity_curves, successive_curves)
+from .export import to_html, write_figures
+from .modules import filter_view, g_vs_fisher, head_heatmap, selected_per_layer
+from .swaps import swap_changes, warm_vs_refined
+
+__all__ = [
+    "head_heatmap", "filter_view", "selected_per_layer", "g_vs_fisher",
+    "swap_changes", "warm_vs_refined",
+    "line_figure", "sparsity_curves", "successive_curves", "relearn_curves",
+    "comparison_rows", "comparison_table",
+    "to_html", "write_figures",
+]
