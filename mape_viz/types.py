@@ -16,7 +16,8 @@ KINDS = ("heads", "filters")
 
 @dataclass
 class ModuleTerms:
-    """One number per module: ``heads`` (L, H) and ``filters`` (L, F), float32 on CPU."""
+    """One value per module: ``heads`` (L, H) and ``filters`` (L, F), on CPU (float32 terms,
+    or bool selections as in ``ModuleMask.warm_start``)."""
 
     heads: torch.Tensor
     filters: torch.Tensor
