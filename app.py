@@ -1,0 +1,235 @@
+"""mape_viz Gradio app: see which heads matter for a sample, and unlearn it interactively.
+
+    python app.py                      # embedded toy-sentiment task, http://127.0.0.1:7860
+    python app.py --model-dir DIR      # a local safetensors classifier instead of the tiny one
+    python app.py --host 0.0.0.0 --port 7861 --share
+
+Layout only: every handler composes calls from ``mape_viz.app_logic`` (tested directly).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import inspect
+import logging
+from typing import Any, Callable
+
+import gradio as gr
+
+from mape_viz import app_logic as L
+from mape_viz.scores import SELECTORS
+
+log = logging.getLogger("mape_viz.app")
+
+SAMPLE_HEADERS = ["id", "text", "label", "rule label", "canary", "prediction", "confidence"]
+BEFORE_AFTER_HEADERS = ["id", "text", "label", "rule label", "before", "conf. before", "after",
+                        "conf. after"]
+METRIC_HEADERS = ["model", "forget acc", "retain acc", "test acc", "MIA: forget as member",
+                  "MIA AUC"]
+# With these, MAPE-GA (and MAPE-NPO) at 90 % sparsity flipped 8 of 8 single canaries to the
+# rule's label on the embedded task; 1e-3 x 20 steps flipped 6 of 8, 2e-3 x 10 steps 5 of 8.
+DEFAULT_LR = 2e-3
+DEFAULT_EPOCHS = 20
+INTRO = """# mape_viz — module-aware unlearning
+Pick training samples to forget (the **canaries** are memorised samples whose label contradicts
+the rule), see which attention heads and FFN filters matter for them (MAPE scores: the mask
+gradient plus half the diagonal Fisher, refined by a greedy swap), then unlearn them by updating
+only those modules.
+The base model is never modified: each run works on its own copy."""
+
+
+def _ui_error(fn: Callable, e: Exception) -> gr.Error:
+    if isinstance(e, gr.Error):
+        return e
+    if isinstance(e, (ValueError, TypeError, RuntimeError, KeyError, FileExistsError)):
+        return gr.Error(str(e))
+    log.exception("handler %s failed", fn.__name__)  # details stay in the server log
+    return gr.Error(f"unexpected error ({type(e).__name__}); see the server log")
+
+
+def friendly(fn: Callable) -> Callable:
+    """Turn library errors into a message in the UI (no stack trace reaches the page)."""
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def gen(*args: Any, **kwargs: Any):
+            try:
+                yield from fn(*args, **kwargs)
+            except Exception as e:  # noqa: BLE001
+                raise _ui_error(fn, e) from None
+        return gen
+
+    @functools.wraps(fn)
+    def plain(*args: Any, **kwargs: Any):
+        try:
+            return fn(*args, **kwargs)
+        except Exception as e:  # noqa: BLE001
+            raise _ui_error(fn, e) from None
+    return plain
+
+
+def build_app(ctx: L.AppContext | None = None, task: str = "toy-sentiment",
+              model_dir: str | None = None) -> gr.Blocks:
+    """Build the app around one loaded task (``ctx``), loading it when not given."""
+    ctx = ctx or L.AppContext.load(task, model_dir=model_dir)
+    from mape_viz.unlearn import methods_for, selector_names
+
+    methods = methods_for(ctx.task.kind)
+    first_canary = ctx.canary_ids()[:1]
+
+    # ---- handlers: compose app_logic calls --------------------------------------------------
+    @friendly
+    def on_search(query: str):
+        return L.sample_table(ctx, query)
+
+    def on_pick(ids_text: str, evt: gr.SelectData):
+        row = evt.row_value if getattr(evt, "row_value", None) else None
+        if not row:
+            return ids_text
+        current = [p for p in (ids_text or "").replace(",", " ").split() if p.lower() != "canaries"]
+        if str(row[0]) not in current:
+            current.append(str(row[0]))
+        return ", ".join(current)
+
+    @friendly
+    def on_score(ids_text, objective_label, selector, granularity, sparsity, refine, state,
+                 progress=gr.Progress(track_tqdm=True)):
+        ids = L.parse_ids(ids_text, ctx)
+        progress(0, desc="scoring modules")
+        state = L.compute_scores(ctx, state, ids, L.OBJECTIVES[objective_label], selector)
+        L.select(state, sparsity, granularity, refine)
+        figs = L.explore_figures(state)
+        preds = ctx.predictions
+        names = ctx.task.label_names or ["0", "1"]
+        pred_md = "; ".join(f"#{i}: predicts **{names[preds[i][0]]}** ({preds[i][1]:.1%})" for i in ids[:8])
+        return (state, L.mask_summary(state) + "\n\n" + pred_md, figs["heads"], figs["filters"],
+                figs["per_layer"], figs["swaps"])
+
+    @friendly
+    def on_redraw(granularity, sparsity, refine, state):
+        if state is None or state.key is None:
+            return state, "Compute scores first.", None, None, None, None
+        L.select(state, sparsity, granularity, refine)
+        figs = L.explore_figures(state)
+        return state, L.mask_summary(state), figs["heads"], figs["filters"], figs["per_layer"], figs["swaps"]
+
+    @friendly
+    def on_unlearn(ids_text, method, selector, sparsity, lr, epochs,
+                   progress=gr.Progress(track_tqdm=True)):
+        ids = L.parse_ids(ids_text, ctx)
+        progress(0, desc=f"unlearning {len(ids)} sample(s)")
+        run = L.run_unlearn(ctx, ids, method, selector, sparsity, lr, int(epochs))
+        return run, L.run_summary(run), L.before_after_table(ctx, run), L.metrics_table(run)
+
+    @friendly
+    def on_sweep(ids_text, method, selectors, sparsities, epochs, lr):
+        from mape_viz.viz import sparsity_curves
+
+        ids = L.parse_ids(ids_text, ctx)
+        if not selectors or not sparsities:
+            raise ValueError("choose at least one selector and one sparsity")
+        for records in L.sweep(ctx, ids, method, selectors, sorted(float(s) for s in sparsities),
+                               int(epochs), lr):
+            yield sparsity_curves(records), records
+
+    @friendly
+    def on_export(run, state):
+        mask = state.mask if state is not None else None
+        return L.export_run(run, mask)
+
+    # ---- layout ---------------------------------------------------------------------------
+    with gr.Blocks(title="mape_viz — module-aware unlearning") as demo:
+        gr.Markdown(INTRO)
+        explore_state = gr.State(None)
+        run_state = gr.State(None)
+        ids_box = gr.Textbox(label="Forget set: training sample ids (comma-separated, or 'canaries')",
+                             value=", ".join(map(str, first_canary)), elem_id="forget-ids")
+        with gr.Tab("Explore", id="explore"):
+            with gr.Row():
+                search = gr.Textbox(label="Search the training set (a word, or 'canaries')",
+                                    value="canaries", scale=3)
+                canaries_btn = gr.Button("Forget all canaries", scale=1)
+            table = gr.Dataframe(value=L.sample_table(ctx, "canaries"), headers=SAMPLE_HEADERS,
+                                 interactive=False, max_height=260, wrap=True,
+                                 label="Click a row to add it to the forget set")
+            with gr.Row():
+                objective = gr.Radio(list(L.OBJECTIVES), value="MLF (for GA/GD/NPO)", label="Objective")
+                selector = gr.Dropdown(SELECTORS.names(), value="mape", label="Selector")
+                granularity = gr.Radio(list(L.GRANULARITIES), value="both", label="Granularity")
+            with gr.Row():
+                sparsity = gr.Slider(0.0, 0.99, value=0.9, step=0.01, label="Sparsity (fraction frozen)")
+                refine = gr.Radio(list(L.REFINES), value="greedy", label="Refinement")
+                score_btn = gr.Button("Compute scores", variant="primary", elem_id="score-btn")
+            summary = gr.Markdown(elem_id="explore-summary")
+            with gr.Row():
+                heads_plot = gr.Plot(label="Heads")
+                filters_plot = gr.Plot(label="Filters")
+            with gr.Row():
+                bars_plot = gr.Plot(label="Selected per layer")
+                swaps_plot = gr.Plot(label="Greedy-swap changes")
+        with gr.Tab("Unlearn", id="unlearn"):
+            with gr.Row():
+                method = gr.Dropdown(methods, value="ga" if "ga" in methods else methods[0], label="Method")
+                u_selector = gr.Dropdown(selector_names(), value="mape", label="Selector")
+                u_sparsity = gr.Slider(0.0, 0.99, value=0.9, step=0.01, label="Sparsity")
+            with gr.Row():
+                lr = gr.Number(value=DEFAULT_LR, label="Learning rate (empty = method default)")
+                epochs = gr.Slider(1, 50, value=DEFAULT_EPOCHS, step=1, label="Epochs over the forget set")
+                run_btn = gr.Button("Unlearn", variant="primary", elem_id="unlearn-btn")
+                cancel_btn = gr.Button("Cancel")
+            run_summary = gr.Markdown(elem_id="run-summary")
+            before_after = gr.Dataframe(headers=BEFORE_AFTER_HEADERS, label="Forget samples: before / after",
+                                        interactive=False, wrap=True)
+            metrics = gr.Dataframe(headers=METRIC_HEADERS, label="Metrics", interactive=False)
+        with gr.Tab("Sweep", id="sweep"):
+            with gr.Row():
+                s_method = gr.Dropdown(methods, value="ga" if "ga" in methods else methods[0], label="Method")
+                s_selectors = gr.CheckboxGroup(["mape", "random", "full"], value=["mape"],
+                                               label="Selectors")
+                s_sparsities = gr.CheckboxGroup(["0.5", "0.8", "0.9", "0.95"], value=["0.8", "0.95"],
+                                                label="Sparsities")
+                s_epochs = gr.Slider(1, 50, value=DEFAULT_EPOCHS, step=1, label="Epochs")
+                s_lr = gr.Number(value=DEFAULT_LR, label="Learning rate (empty = default)")
+            sweep_btn = gr.Button("Run sweep", variant="primary", elem_id="sweep-btn")
+            sweep_plot = gr.Plot(label="Sparsity trade-off (drawn as runs finish)")
+            sweep_table = gr.JSON(label="Records")
+        with gr.Tab("Export", id="export"):
+            gr.Markdown("Download the last run: its mask (safetensors + JSON), the changed weights "
+                        "(only the changed slices) and a JSON report.")
+            export_btn = gr.Button("Prepare files", elem_id="export-btn")
+            files = gr.File(label="Files", file_count="multiple")
+
+        search.submit(on_search, search, table)
+        table.select(on_pick, ids_box, ids_box)
+        canaries_btn.click(lambda: "canaries", None, ids_box)
+        explore_out = [explore_state, summary, heads_plot, filters_plot, bars_plot, swaps_plot]
+        score_btn.click(on_score, [ids_box, objective, selector, granularity, sparsity, refine,
+                                   explore_state], explore_out, api_name="explore")
+        for ctl in (sparsity, refine, granularity):
+            ctl.change(on_redraw, [granularity, sparsity, refine, explore_state], explore_out,
+                       api_name=False, show_progress="hidden")
+        run_event = run_btn.click(on_unlearn, [ids_box, method, u_selector, u_sparsity, lr, epochs],
+                                  [run_state, run_summary, before_after, metrics], api_name="unlearn")
+        cancel_btn.click(None, None, None, cancels=[run_event])
+        sweep_btn.click(on_sweep, [ids_box, s_method, s_selectors, s_sparsities, s_epochs, s_lr],
+                        [sweep_plot, sweep_table], api_name="sweep")
+        export_btn.click(on_export, [run_state, explore_state], files, api_name="export")
+    demo.queue(default_concurrency_limit=2, max_size=16)
+    return demo
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description="mape_viz Gradio app (offline, embedded task by default)")
+    ap.add_argument("--task", default="toy-sentiment", help="task name (default: toy-sentiment)")
+    ap.add_argument("--model-dir", default=None,
+                    help="local folder with a safetensors classifier to use instead of the tiny one")
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=7860)
+    ap.add_argument("--share", action="store_true", help="create a public gradio.live link")
+    args = ap.parse_args(argv)
+    demo = build_app(task=args.task, model_dir=args.model_dir)
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share)
+
+
+if __name__ == "__main__":
+    main()
