@@ -1,0 +1,230 @@
+"""Second-order unlearning (paper Eq. 2, 10, 11): θ = θ* + η · (F + λ)⁻¹ ⊙ Σ_{x∈D_f} ∇ℓ(θ*; x).
+
+F is the empirical diagonal Fisher on the retain set, ``F = (1/|D_r|) Σ_{x∈D_r} ∇ℓ(x)²``
+(Eq. 11), λ the damping and η the unlearning rate. With a module mask (MAPE-SO, Eq. 10) both
+the Fisher and the forget gradient are computed **only for the selected slices**: the slices
+are the trainable tensors of a :class:`~mape_viz.unlearn.sparse.SparseParams`, and gradients
+reach them through its zero-valued delta hooks, so no full-size weight gradient is ever
+formed. Time and memory of the per-sample gradients therefore scale with the selection.
+
+Per-sample gradients are vectorised with ``torch.func``: ``vmap(grad(loss_of_one_sample))``
+over chunks of ``fisher_batch_size`` samples — one batched forward/backward per chunk, not a
+Python loop over samples.
+
+Two transformers details would break or slow ``vmap``; :func:`vmap_friendly` handles both for
+the duration of the Fisher pass only:
+
+- transformers ≥ 5 decides whether it may skip building an attention mask by looking at the
+  mask's *contents* (``padding_mask.all()``), which ``vmap`` cannot batch: the shortcut is
+  made to always answer "build the mask" (same attention output, a mask of zeros is added);
+- PyTorch has no ``vmap`` batching rule for the CPU flash-attention kernel behind ``sdpa``
+  (it falls back to a Python loop over samples, ~10× slower): the model is switched to
+  ``eager`` attention (plain matmul + softmax) and switched back afterwards.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from typing import Any, Iterable, Iterator, Mapping
+
+import torch
+from torch import nn
+from torch.func import functional_call, grad, vmap
+from tqdm.auto import tqdm
+
+from ..losses import INPUT_KEYS, TARGET_KEYS, causal_lm_loss, classification_loss, qa_loss
+from .sparse import SparseParams
+
+Batch = Mapping[str, Any]
+
+
+@contextmanager
+def vmap_friendly(model: nn.Module) -> Iterator[None]:
+    """Eager attention and always-built attention masks for the block (see module doc)."""
+    config = getattr(model, "config", None)
+    before = getattr(config, "_attn_implementation", None)
+    switch = before not in (None, "eager") and hasattr(model, "set_attn_implementation")
+    try:
+        if switch:
+            model.set_attn_implementation("eager")
+        with vmap_safe_masks():
+            yield
+    finally:
+        if switch:
+            model.set_attn_implementation(before)
+
+
+@contextmanager
+def vmap_safe_masks() -> Iterator[None]:
+    """Make transformers always build attention masks (no data-dependent shortcut), so the
+    forward pass can run under ``torch.func.vmap``. Restored on exit."""
+    try:
+        import transformers.masking_utils as mu
+    except Exception:  # pragma: no cover - older transformers: nothing to patch
+        yield
+        return
+    names = [n for n in ("_ignore_bidirectional_mask_sdpa", "_ignore_causal_mask_sdpa")
+             if hasattr(mu, n)]
+    saved = {n: getattr(mu, n) for n in names}
+    try:
+        for n in names:
+            setattr(mu, n, lambda *a, **k: False)
+        yield
+    finally:
+        for n, fn in saved.items():
+            setattr(mu, n, fn)
+
+
+def loss_from_output(out: Any, batch: Batch, kind: str) -> torch.Tensor:
+    """(B,) per-sample losses from a model output (same definitions as ``losses``)."""
+    if kind == "classification":
+        return classification_loss(out.logits, batch["labels"])
+    if kind == "causal_lm":
+        return causal_lm_loss(out.logits, batch["labels"])
+    if kind == "extractive_qa":
+        return qa_loss(out.start_logits, out.end_logits, batch["start_positions"],
+                       batch["end_positions"])
+    raise ValueError(f"unknown task kind {kind!r}")
+
+
+def tensor_batch(batch: Batch, device: torch.device) -> dict[str, torch.Tensor]:
+    """The model inputs and targets of ``batch`` as tensors on ``device``."""
+    return {k: torch.as_tensor(batch[k]).to(device) for k in INPUT_KEYS + TARGET_KEYS if k in batch}
+
+
+def _n(batch: Batch) -> int:
+    return int(torch.as_tensor(batch["input_ids"]).shape[0])
+
+
+def _chunks(batch: dict[str, torch.Tensor], size: int) -> Iterator[dict[str, torch.Tensor]]:
+    n = _n(batch)
+    for s in range(0, n, size):
+        yield {k: v[s:s + size] for k, v in batch.items()}
+
+
+def _acc_dtype(t: torch.Tensor) -> torch.dtype:
+    return torch.promote_types(t.dtype, torch.float32)
+
+
+def grad_sum(model: nn.Module, sparse: SparseParams, batches: Iterable[Batch], kind: str,
+             progress: bool = False, desc: str = "forget gradient") -> tuple[list[torch.Tensor], int]:
+    """Σ_x ∇ℓ(θ; x) over ``batches`` for every trainable tensor of ``sparse``.
+
+    One ordinary backward per batch (a sum needs no per-sample gradients).
+
+    Returns:
+        (one tensor per ``sparse.trainable()``, same shapes; number of samples)
+    """
+    device = next(model.parameters()).device
+    tensors = sparse.trainable()
+    sums = [torch.zeros_like(t, dtype=_acc_dtype(t)) for t in tensors]
+    count = 0
+    was_training = model.training
+    model.eval()
+    try:
+        with sparse.attached():
+            for batch in tqdm(batches, desc=desc, disable=not progress, leave=False):
+                b = tensor_batch(batch, device)
+                with torch.enable_grad():
+                    out = model(**{k: v for k, v in b.items() if k in INPUT_KEYS})
+                    losses = loss_from_output(out, b, kind)
+                    gs = torch.autograd.grad(losses.sum(), tensors, allow_unused=True)
+                for s, g in zip(sums, gs):
+                    if g is not None:
+                        s += g.to(s.dtype)
+                count += losses.shape[0]
+    finally:
+        model.train(was_training)
+    return sums, count
+
+
+def fisher_sum(model: nn.Module, sparse: SparseParams, batches: Iterable[Batch], kind: str,
+               chunk: int = 16, max_samples: int = 0, progress: bool = False,
+               desc: str = "retain Fisher") -> tuple[list[torch.Tensor], int]:
+    """Σ_x (∇ℓ(θ; x))² over ``batches`` for every trainable tensor of ``sparse`` (Eq. 11 × |D|).
+
+    Per-sample gradients come from ``vmap(grad(·))`` over chunks of ``chunk`` samples; for a
+    masked ``sparse`` only the selected slices are differentiated (through the delta hooks),
+    whole-trained parameters through ``functional_call``.
+
+    Args:
+        max_samples: stop after this many samples (0 = all).
+    Returns:
+        (sums of squares, one per ``sparse.trainable()``; number of samples)
+    """
+    device = next(model.parameters()).device
+    whole_names = list(sparse.whole)
+    whole_vals = [p.detach() for p in sparse.whole.values()]
+    bases = [v.detach() for v in sparse.values]
+    sums = [torch.zeros_like(t, dtype=_acc_dtype(t)) for t in bases + whole_vals]
+
+    def one_sample_loss(wv: list[torch.Tensor], sv: list[torch.Tensor],
+                        sample: dict[str, torch.Tensor]) -> torch.Tensor:
+        b = {k: v.unsqueeze(0) for k, v in sample.items()}
+        # v − v₀ is zero in value; its gradient is the slice's gradient.
+        sparse.set_deltas([s - b0 for s, b0 in zip(sv, bases)])
+        out = functional_call(model, dict(zip(whole_names, wv)), (),
+                              {k: v for k, v in b.items() if k in INPUT_KEYS})
+        return loss_from_output(out, b, kind)[0]
+
+    per_sample = vmap(grad(one_sample_loss, argnums=(0, 1)), in_dims=(None, None, 0))
+    count = 0
+    was_training = model.training
+    model.eval()
+    try:
+        with sparse.attached(), vmap_friendly(model), torch.enable_grad():
+            for batch in tqdm(batches, desc=desc, disable=not progress, leave=False):
+                b = tensor_batch(batch, device)
+                if max_samples:
+                    room = max_samples - count
+                    if room <= 0:
+                        break
+                    b = {k: v[:room] for k, v in b.items()}
+                for part in _chunks(b, chunk):
+                    gw, gs = per_sample(whole_vals, bases, part)
+                    for s, g in zip(sums, list(gs) + list(gw)):
+                        g = g.to(s.dtype)
+                        s += (g * g).sum(0)
+                    count += _n(part)
+                    del gw, gs
+    finally:
+        sparse.set_deltas(None)
+        model.train(was_training)
+    # sums follow ``trainable()`` order: slice values first, then whole parameters
+    return sums, count
+
+
+def so_update(grad_f: list[torch.Tensor], fisher_sq_sum: list[torch.Tensor], n_retain: int,
+              eta: float, damping: float) -> list[torch.Tensor]:
+    """η · Σ∇ℓ_f / (F + λ) with F = fisher_sq_sum / n_retain (Eq. 2 with the diagonal Fisher)."""
+    if n_retain <= 0:
+        raise ValueError("the retain set is empty: the Fisher needs at least one sample")
+    return [eta * g / (s / n_retain + damping) for g, s in zip(grad_f, fisher_sq_sum)]
+
+
+def run_so(model: nn.Module, sparse: SparseParams, forget: Iterable[Batch],
+           retain: Iterable[Batch], kind: str, *, eta: float, damping: float, chunk: int,
+           max_samples: int = 0, progress: bool = False) -> dict[str, Any]:
+    """Apply the (MAPE-)SO update to ``model`` in place (only the trainable entries change).
+
+    Returns:
+        info dict: seconds of each phase, sample counts, update norms, and ``"finite"`` —
+        ``False`` when the update had NaN/inf entries, in which case nothing was applied.
+    """
+    t0 = time.perf_counter()
+    g, n_f = grad_sum(model, sparse, forget, kind, progress)
+    t1 = time.perf_counter()
+    s, n_r = fisher_sum(model, sparse, retain, kind, chunk, max_samples, progress)
+    t2 = time.perf_counter()
+    if n_f == 0:
+        raise ValueError("the forget set is empty: nothing to unlearn")
+    upd = so_update(g, s, n_r, eta, damping)
+    finite = all(bool(torch.isfinite(u).all()) for u in upd)
+    if finite:
+        sparse.add_(upd)
+    sq = sum(float((u.double() ** 2).sum()) for u in upd) if finite else float("nan")
+    return {"grad_seconds": t1 - t0, "fisher_seconds": t2 - t1, "n_forget": n_f,
+            "n_retain": n_r, "update_norm": sq ** 0.5, "finite": finite,
+            "update_max": max((float(u.abs().max()) for u in upd if u.numel()), default=0.0)
+            if finite else float("nan")}

@@ -1,0 +1,576 @@
+"""Unlearning engine: methods vs. hand-written loops, SO closed form, vmap Fisher, frozen
+entries, successive requests, run folders and the CLI (tiny models, offline)."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+import math
+import re
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from conftest import FAMILIES, VOCAB, make_batch, make_model
+from mape_viz.sitemaps import get_sites
+from mape_viz.types import ModuleMask
+from mape_viz.unlearn import (METHODS, SparseParams, UnlearnConfig, config_fields, fisher_sum,
+                              load_run, read_run, successive, successive_so, unlearn)
+from mape_viz.unlearn.methods import IDK_PREFIX
+
+# Parameters a module owns when every head and filter is selected (hand-written, independent
+# of the site maps): Q/K/V weights+biases, attention output weight, FFN up(+gate)(+bias),
+# FFN down weight. Shared biases, norms, embeddings and the head are not owned.
+OWNED = {
+    "bert": re.compile(r"bert\.encoder\.layer\.\d+\.(attention\.self\.(query|key|value)\.(weight|bias)"
+                       r"|attention\.output\.dense\.weight|intermediate\.dense\.(weight|bias)"
+                       r"|output\.dense\.weight)$"),
+    "llama": re.compile(r"model\.layers\.\d+\.(self_attn\.[qkvo]_proj\.weight"
+                        r"|mlp\.(gate|up|down)_proj\.weight)$"),
+}
+
+
+def kind_of(family: str) -> str:
+    return FAMILIES[family][2]
+
+
+def data(family: str, n_forget: int = 2, n_retain: int = 2, bsz: int = 4):
+    kind = kind_of(family)
+    forget = [make_batch(kind, bsz=bsz, seed=10 + i) for i in range(n_forget)]
+    retain = [make_batch(kind, bsz=bsz, seed=50 + i) for i in range(n_retain)]
+    return forget, retain
+
+
+def all_true(model) -> ModuleMask:
+    s = get_sites(model)
+    return ModuleMask(heads=torch.ones(s.shape("heads"), dtype=torch.bool),
+                      filters=torch.ones(s.shape("filters"), dtype=torch.bool))
+
+
+def random_mask(model, p: float = 0.4, seed: int = 0) -> ModuleMask:
+    s = get_sites(model)
+    g = torch.Generator().manual_seed(seed)
+    return ModuleMask(heads=torch.rand(s.shape("heads"), generator=g) < p,
+                      filters=torch.rand(s.shape("filters"), generator=g) < p)
+
+
+def quiet(fn, *a, **k):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return fn(*a, **k)
+
+
+# ---------------------------------------------------------------------------------------------
+# Hand-written reference losses and loop
+
+
+def ce(model, b):
+    out = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"])
+    return F.cross_entropy(out.logits, b["labels"], reduction="none")
+
+
+def answer_logprob(model, b):
+    logits = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits
+    lp = torch.log_softmax(logits[:, :-1], -1)
+    lab = b["labels"][:, 1:]
+    keep = lab != -100
+    tok = lp.gather(-1, lab.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    return (tok * keep).sum(1)
+
+
+def lm_nll(model, b):
+    logits = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits
+    lp = torch.log_softmax(logits[:, :-1], -1)
+    lab = b["labels"][:, 1:]
+    keep = lab != -100
+    tok = lp.gather(-1, lab.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    return -(tok * keep).sum(1) / keep.sum(1).clamp(min=1)
+
+
+def hand_loop(model, names, method, forget, retain, cfg, lr, kind="classification"):
+    """Plain AdamW on ``names`` (everything else frozen) with the method's loss."""
+    m = copy.deepcopy(model)
+    ref = copy.deepcopy(model)
+    P = dict(m.named_parameters())
+    for p in m.parameters():
+        p.requires_grad_(False)
+    train = [P[n] for n in names]
+    for p in train:
+        p.requires_grad_(True)
+    opt = torch.optim.AdamW(train, lr=lr, weight_decay=cfg.weight_decay)
+    loss_of = ce if kind == "classification" else lm_nll
+    logp = (lambda mod, b: -ce(mod, b)) if kind == "classification" else answer_logprob
+    beta = cfg.beta
+    drive = retain if method in ("sa", "rt") else forget
+    side = itertools.cycle(retain)
+    for _ in range(cfg.epochs):
+        for b in drive:
+            if method == "ga":
+                loss = -loss_of(m, b).mean()
+            elif method == "gd":
+                loss = -loss_of(m, b).mean() + cfg.retain_weight * loss_of(m, next(side)).mean()
+            elif method == "npo":
+                with torch.no_grad():
+                    lr_ = logp(ref, b)
+                loss = -(2 / beta) * F.logsigmoid(-beta * (logp(m, b) - lr_)).mean()
+            elif method == "dpo":
+                idk = {k[len(IDK_PREFIX):]: v for k, v in b.items() if k.startswith(IDK_PREFIX)}
+                with torch.no_grad():
+                    rw, rl = logp(ref, idk), logp(ref, b)
+                loss = -(1 / beta) * F.logsigmoid(beta * (logp(m, idk) - rw)
+                                                  - beta * (logp(m, b) - rl)).mean()
+            elif method == "sa":
+                loss = loss_of(m, b).mean() + cfg.gamma * sum(p.abs().sum() for p in train)
+            elif method == "rt":
+                loss = loss_of(m, b).mean()
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(train, cfg.max_grad_norm)
+            opt.step()
+    return m
+
+
+def with_idk(batches, seed=0):
+    """DPO batches: the same prompts (first 3 tokens) with a different answer."""
+    out = []
+    for i, b in enumerate(batches):
+        idk = make_batch("causal_lm", bsz=b["input_ids"].shape[0], seed=900 + seed + i)
+        idk["input_ids"][:, :3] = b["input_ids"][:, :3]
+        out.append({**b, **{IDK_PREFIX + k: v for k, v in idk.items()}})
+    return out
+
+
+CFG = UnlearnConfig(epochs=2, lr=3e-3, weight_decay=0.1, max_grad_norm=0.5, beta=0.2,
+                    gamma=1e-3, score_max_retain=0)
+
+
+@pytest.mark.parametrize("method", ["ga", "gd", "npo", "sa"])
+@pytest.mark.parametrize("selector", ["all-true-mask", "full"])
+def test_method_equals_plain_loop(method, selector):
+    model = make_model("bert")
+    forget, retain = data("bert")
+    if selector == "full":
+        names = [n for n, _ in model.named_parameters()]
+        res = unlearn(model, method, "full", config=CFG, forget=forget, retain=retain)
+    else:
+        names = [n for n, _ in model.named_parameters() if OWNED["bert"].match(n)]
+        res = unlearn(model, method, config=CFG, mask=all_true(model), forget=forget, retain=retain)
+    ref = hand_loop(model, names, method, forget, retain, CFG, CFG.lr)
+    got = dict(res.model.named_parameters())
+    for n, p in ref.named_parameters():
+        torch.testing.assert_close(got[n], p, rtol=1e-9, atol=1e-12, msg=n)
+    assert res.n_changed_params > 0 and res.ok
+
+
+@pytest.mark.parametrize("method", ["dpo", "npo", "rt"])
+def test_causal_methods_equal_plain_loop(method):
+    model = make_model("llama")
+    forget, retain = data("llama")
+    forget = with_idk(forget)
+    names = [n for n, _ in model.named_parameters() if OWNED["llama"].match(n)]
+    if method == "rt":  # retraining ignores the selector: all parameters
+        res = quiet(unlearn, model, method, "mape", config=CFG, forget=forget, retain=retain)
+        names = [n for n, _ in model.named_parameters()]
+        assert res.mask is None and res.selector == "full"
+    else:
+        res = unlearn(model, method, config=CFG, mask=all_true(model), forget=forget, retain=retain)
+    ref = hand_loop(model, names, method, forget, retain, CFG, CFG.lr, kind="causal_lm")
+    got = dict(res.model.named_parameters())
+    for n, p in ref.named_parameters():
+        torch.testing.assert_close(got[n], p, rtol=1e-9, atol=1e-12, msg=n)
+
+
+# ---------------------------------------------------------------------------------------------
+# Second order
+
+
+def per_sample_grads(model, batches, kind):
+    """Loop over samples: {name: (N, *shape)} full-parameter gradients."""
+    P = dict(model.named_parameters())
+    for p in P.values():
+        p.requires_grad_(True)
+    rows = {n: [] for n in P}
+    loss_of = ce if kind == "classification" else lm_nll
+    for b in batches:
+        for i in range(b["input_ids"].shape[0]):
+            bi = {k: v[i:i + 1] for k, v in b.items()}
+            gs = torch.autograd.grad(loss_of(model, bi).sum(), list(P.values()), allow_unused=True)
+            for n, g in zip(P, gs):
+                rows[n].append(torch.zeros_like(P[n]) if g is None else g)
+    for p in P.values():
+        p.requires_grad_(False)
+    return {n: torch.stack(v) for n, v in rows.items()}
+
+
+@pytest.mark.parametrize("family", ["bert", "llama"])
+@pytest.mark.parametrize("masked", [True, False])
+def test_so_equals_closed_form(family, masked):
+    model = make_model(family)
+    forget, retain = data(family, n_retain=3)
+    eta, lam = 1e-3, 1e-2
+    cfg = UnlearnConfig(eta=eta, damping=lam, fisher_batch_size=3)
+    mask = random_mask(model) if masked else None
+    res = unlearn(model, "so", "full", config=cfg, mask=mask, forget=forget, retain=retain)
+    gf = per_sample_grads(copy.deepcopy(model), forget, kind_of(family))
+    gr = per_sample_grads(copy.deepcopy(model), retain, kind_of(family))
+    P = dict(model.named_parameters())
+    allowed = (get_sites(model).param_masks(mask.heads, mask.filters, P) if masked
+               else {n: torch.ones_like(p, dtype=torch.bool) for n, p in P.items()})
+    got = dict(res.model.named_parameters())
+    for n, p in P.items():
+        expected = p + eta * gf[n].sum(0) / ((gr[n] ** 2).mean(0) + lam)
+        a = allowed.get(n, torch.zeros_like(p, dtype=torch.bool))
+        torch.testing.assert_close(got[n][a], expected[a], rtol=1e-8, atol=1e-12, msg=n)
+        assert torch.equal(got[n][~a], p[~a]), n
+    assert res.history[0]["n_retain"] == 12 and res.history[0]["n_forget"] == 8
+
+
+@pytest.mark.parametrize("family", ["bert", "gpt2", "llama"])
+def test_vmap_fisher_equals_per_sample_loop(family):
+    model = make_model(family)
+    _, retain = data(family, n_retain=2)
+    work = copy.deepcopy(model)
+    sp = SparseParams(work, random_mask(work, 0.5, seed=1), include_head=True)
+    sums, n = fisher_sum(work, sp, retain, kind_of(family), chunk=3)
+    g = per_sample_grads(copy.deepcopy(model), retain, kind_of(family))
+    assert n == 8
+    for s, t in zip(sp.specs, sums[:len(sp.specs)]):
+        torch.testing.assert_close(t, (g[s.name] ** 2).sum(0).index_select(s.dim, s.index),
+                                   rtol=1e-9, atol=1e-15, msg=s.name)
+    for name, t in zip(sp.whole, sums[len(sp.specs):]):
+        torch.testing.assert_close(t, (g[name] ** 2).sum(0), rtol=1e-9, atol=1e-15, msg=name)
+    # the slices are gathered: the trained tensors are smaller than their parameters
+    assert sum(v.numel() for v in sp.values) < sum(s.param.numel() for s in sp.specs)
+
+
+# ---------------------------------------------------------------------------------------------
+# Frozen entries stay bit-identical
+
+FROZEN_CFG = UnlearnConfig(epochs=1, max_steps=2, lr=5e-2, weight_decay=0.5, eta=1e-2,
+                           damping=1e-2, score_max_retain=0, refine="greedy")
+FROZEN_CASES = [(fam, meth) for fam in ("bert", "gpt2", "llama")
+                for meth in ("so", "ga", "gd", "npo", "sa", "dpo")
+                if meth != "dpo" or kind_of(fam) == "causal_lm"]
+
+
+@pytest.mark.parametrize("family,method", FROZEN_CASES)
+def test_frozen_entries_bit_identical(family, method):
+    model = make_model(family, dtype=torch.float32)
+    forget, retain = data(family, n_forget=1, n_retain=1)
+    if method == "dpo":
+        forget = with_idk(forget)
+    P0 = {n: p.detach().clone() for n, p in model.named_parameters()}
+    for selector in ("mape", "sure", "random"):
+        res = unlearn(model, method, selector, 0.5, FROZEN_CFG, forget=forget, retain=retain)
+        assert res.mask is not None and res.ok
+        allowed = get_sites(model).param_masks(res.mask.heads, res.mask.filters, P0)
+        changed = 0
+        for n, p in res.model.named_parameters():
+            a = allowed.get(n)
+            if a is None:
+                assert torch.equal(p, P0[n]), f"{selector}: {n} is not owned by any module"
+            else:
+                assert torch.equal(p[~a], P0[n][~a]), f"{selector}: frozen entries of {n} moved"
+                changed += int((p[a] != P0[n][a]).sum())
+        assert changed > 0 and changed == res.n_changed_params
+    # the input model is never modified
+    assert all(torch.equal(p, P0[n]) for n, p in model.named_parameters())
+
+
+def test_include_head_trains_the_classifier_only_beyond_the_mask():
+    model = make_model("bert", dtype=torch.float32)
+    forget, retain = data("bert", 1, 1)
+    cfg = FROZEN_CFG.replace(include_head=True)
+    res = unlearn(model, "ga", "random", 0.5, cfg, forget=forget, retain=retain)
+    got = dict(res.model.named_parameters())
+    for n, p in model.named_parameters():
+        if n.startswith("classifier."):
+            assert not torch.equal(got[n], p)
+        elif "embeddings" in n or "LayerNorm" in n or "pooler" in n:
+            assert torch.equal(got[n], p)
+
+
+# ---------------------------------------------------------------------------------------------
+# Losses, faults, bad input
+
+
+@pytest.mark.parametrize("beta", [0.1, 0.5])
+def test_npo_step0_loss_is_2_over_beta_log2(beta):
+    model = make_model("gpt2")
+    forget, retain = data("gpt2", 1, 1)
+    res = unlearn(model, "npo", "random", 0.5, dict(beta=beta, max_steps=1, score_max_retain=0),
+                  forget=forget, retain=retain)
+    assert res.history[0]["loss"] == pytest.approx(2 / beta * math.log(2), rel=1e-12)
+    assert METHODS.get("npo").needs == ("forget", "reference")
+    assert UnlearnConfig().beta == 0.1
+
+
+def test_ga_raises_the_forget_loss():
+    model = make_model("gpt2", dtype=torch.float32)
+    forget, retain = data("gpt2")
+    res = unlearn(model, "ga", "mape", 0.5, dict(epochs=3, lr=1e-2, score_max_retain=0),
+                  forget=forget, retain=retain)
+    with torch.no_grad():
+        before = torch.cat([lm_nll(model, b) for b in forget]).mean()
+        after = torch.cat([lm_nll(res.model, b) for b in forget]).mean()
+        kept = torch.cat([lm_nll(res.model, b) for b in retain]).mean()
+    assert after > before + 0.1 and math.isfinite(kept)
+    losses = [h["forget_loss"] for h in res.history]
+    assert losses[-1] > losses[0]
+
+
+def test_method_that_does_not_fit_lists_the_ones_that_do():
+    model = make_model("bert")
+    forget, retain = data("bert", 1, 1)
+    with pytest.raises(ValueError, match=r"dpo.*classification.*so, ga, gd, npo, sa, rt"):
+        unlearn(model, "dpo", "full", forget=forget, retain=retain)
+    with pytest.raises(ValueError, match="unknown method"):
+        unlearn(model, "nope", "full", forget=forget, retain=retain)
+    with pytest.raises(ValueError, match="unknown selector"):
+        unlearn(model, "ga", "best", forget=forget, retain=retain)
+    with pytest.raises(ValueError, match="sparsity"):
+        unlearn(model, "ga", "random", 1.0, forget=forget, retain=retain)
+    with pytest.raises(ValueError, match="needs a retain set"):
+        unlearn(model, "gd", "full", forget=forget)
+    with pytest.raises(ValueError, match="invalid unlearning config"):
+        UnlearnConfig(lr=-1.0)
+
+
+def test_nan_loss_stops_with_last_good_state():
+    model = make_model("bert", dtype=torch.float32)
+    forget = [make_batch("classification", seed=s) for s in (1, 2, 5)]
+    retain = [make_batch("classification", seed=3)]
+    cfg = dict(lr=1e30, max_grad_norm=0.0, weight_decay=0.0)
+    with pytest.warns(RuntimeWarning, match="non-finite loss"):
+        res = unlearn(model, "ga", "full", config=cfg, forget=forget, retain=retain)
+    assert not res.ok and "non-finite loss at step 1" in res.error
+    assert res.history[-1]["stopped"] and math.isnan(res.history[-1]["loss"])
+    one = unlearn(model, "ga", "full", config={**cfg, "max_steps": 1}, forget=forget, retain=retain)
+    for (n, p), q in zip(res.model.named_parameters(), one.model.parameters()):
+        assert torch.equal(p, q), n
+        assert torch.isfinite(p).all()
+
+
+def test_callbacks_add_metrics_to_history():
+    model = make_model("bert", dtype=torch.float32)
+    forget, retain = data("bert")
+    seen = []
+
+    def cb(step, m, row):
+        seen.append(step)
+        with torch.no_grad():
+            return {"forget_ce": float(torch.cat([ce(m, b) for b in forget]).mean())}
+
+    res = unlearn(model, "ga", "random", 0.5, dict(epochs=1, score_max_retain=0),
+                  forget=forget, retain=retain, callbacks=[cb])
+    assert seen == [1, 2] and [h["step"] for h in res.history] == [0, 1]
+    assert all("forget_ce" in h for h in res.history)
+    assert res.peak_memory_kind in ("cpu_maxrss_delta", "cuda_max_allocated")
+
+
+# ---------------------------------------------------------------------------------------------
+# Successive unlearning
+
+
+def test_successive_requests_on_the_current_model():
+    model = make_model("bert", dtype=torch.float32)
+    forget, retain = data("bert", n_forget=2)
+    requests = [[forget[0]], [forget[1]]]
+
+    def metrics(m, t):
+        with torch.no_grad():
+            return {"forget_ce": float(torch.cat([ce(m, b) for b in forget]).mean())}
+
+    out = successive(model, requests, "ga", "mape", 0.5,
+                     dict(epochs=2, lr=1e-2, score_max_retain=0), retain=retain, metrics=metrics)
+    assert [s["request"] for s in out.steps] == [1, 2] and len(out.masks) == 2
+    ce_path = out.metric("forget_ce")
+    assert ce_path[0] < ce_path[1] < ce_path[2]
+    assert out.results[0].model is None  # intermediate models are dropped by default
+    assert out.results[1].model is out.model
+
+
+def test_successive_so_equals_eq12_closed_form():
+    model = make_model("bert")
+    D = [make_batch("classification", bsz=5, seed=70 + i) for i in range(3)]
+    sl = lambda b, i, j: {k: v[i:j] for k, v in b.items()}  # noqa: E731
+    requests = [[sl(D[0], 0, 2)], [sl(D[1], 1, 3), sl(D[2], 4, 5)]]
+    removed = [(0, 0), (0, 1), (1, 1), (1, 2), (2, 4)]
+    eta, lam = 1e-3, 1e-2
+    models = []
+    out = successive_so(model, requests, dict(eta=eta, damping=lam, fisher_batch_size=4),
+                        data=D, sparsity=0.5, metrics=lambda m, t: models.append(copy.deepcopy(m)) or {})
+    g = per_sample_grads(copy.deepcopy(model), D, "classification")  # (15, ...) in D's order
+    P = dict(model.named_parameters())
+    counts = [2, 5]
+    for t, (m_t, mask) in enumerate(zip(models[1:], out.masks)):
+        gone = [b * 5 + i for b, i in removed[:counts[t]]]
+        kept = [k for k in range(15) if k not in gone]
+        allowed = get_sites(model).param_masks(mask.heads, mask.filters, P)
+        got = dict(m_t.named_parameters())
+        for n, p in P.items():
+            exp = p + eta * g[n][gone].sum(0) / ((g[n][kept] ** 2).mean(0) + lam)
+            a = allowed.get(n, torch.zeros_like(p, dtype=torch.bool))
+            torch.testing.assert_close(got[n][a], exp[a], rtol=1e-7, atol=1e-12, msg=n)
+            assert torch.equal(got[n][~a], p[~a]), n
+        assert out.steps[t]["n_retain"] == len(kept)
+    # Eq. 13: the warm start selects the modules with the largest mask Fisher on D
+    from mape_viz.gradients import accumulate_mask_grads
+
+    st = accumulate_mask_grads(model, D, "classification", max_factor=0)
+    for kind in ("heads", "filters"):
+        fisher = st.sq_sum[kind].flatten()
+        k = int(out.masks[0].warm_start[kind].sum())
+        top = set(torch.argsort(fisher, descending=True, stable=True)[:k].tolist())
+        assert set(torch.nonzero(out.masks[0].warm_start[kind].flatten()).flatten().tolist()) == top
+
+
+# ---------------------------------------------------------------------------------------------
+# Run folders and the CLI
+
+
+def test_save_and_load_run_rebuild_exactly(tmp_path):
+    model = make_model("llama", dtype=torch.float32)
+    forget, retain = data("llama", 1, 1)
+    for selector in ("mape", "full"):
+        res = unlearn(model, "gd", selector, 0.5, dict(max_steps=2, score_max_retain=0),
+                      forget=forget, retain=retain)
+        folder = res.save(tmp_path / selector)
+        rebuilt = load_run(folder, model)
+        for (n, p), q in zip(res.model.named_parameters(), rebuilt.parameters()):
+            assert torch.equal(p, q), n
+        info = read_run(folder)
+        assert info["config"]["method"] == "gd" and info["metrics"]["ok"]
+        if selector == "mape":
+            assert torch.equal(info["mask"].heads, res.mask.heads)
+            # only the selected slices are stored
+            from safetensors import safe_open
+
+            with safe_open(str(folder / "weights.safetensors"), "pt") as f:
+                stored = sum(f.get_tensor(k).numel() for k in f.keys() if k.endswith("::values"))
+            assert stored == res.n_trainable_params < sum(p.numel() for p in model.parameters())
+        with pytest.raises(FileExistsError):
+            res.save(folder)
+    with pytest.raises(ValueError, match="fingerprints differ"):
+        load_run(tmp_path / "mape", make_model("llama", dtype=torch.float32, seed=1))
+
+
+def test_interrupted_save_leaves_nothing(tmp_path, monkeypatch):
+    import mape_viz.unlearn.result as result_mod
+
+    model = make_model("bert", dtype=torch.float32)
+    forget, retain = data("bert", 1, 1)
+    res = unlearn(model, "ga", "random", 0.5, dict(max_steps=1, score_max_retain=0),
+                  forget=forget, retain=retain)
+
+    def boom(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(result_mod, "save_weights", boom)
+    with pytest.raises(KeyboardInterrupt):
+        res.save(tmp_path / "run")
+    assert list(tmp_path.iterdir()) == []
+
+
+def _tiny_folders(tmp_path):
+    """A tiny BERT classifier folder (word tokenizer) and a data folder of jsonl splits."""
+    import transformers as T
+
+    from mape_viz.tasks.tokenizer import build_word_tokenizer
+
+    words = ["good", "bad", "movie", "plot", "was", "not", "very", "the"]
+    rng = torch.Generator().manual_seed(0)
+    rows = []
+    for i in range(40):
+        idx = torch.randint(0, len(words), (5,), generator=rng).tolist()
+        rows.append({"text": " ".join(words[j] for j in idx), "label": int("good" in
+                     [words[j] for j in idx])})
+    tok = build_word_tokenizer([r["text"] for r in rows], "bert")
+    torch.manual_seed(0)
+    cfg = T.BertConfig(vocab_size=len(tok), hidden_size=16, num_hidden_layers=2,
+                       num_attention_heads=4, intermediate_size=24, max_position_embeddings=32,
+                       num_labels=2, pad_token_id=tok.pad_token_id)
+    model = T.BertForSequenceClassification(cfg).eval()
+    mdir, ddir = tmp_path / "model", tmp_path / "data"
+    model.save_pretrained(mdir)
+    tok.save_pretrained(mdir)
+    ddir.mkdir()
+    for name, part in (("forget", rows[:8]), ("retain", rows[8:32]), ("test", rows[32:])):
+        (ddir / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in part))
+    return mdir, ddir
+
+
+def test_cli_writes_run_folder_refuses_overwrite_and_load_run_rebuilds(tmp_path, capsys):
+    from mape_viz.cli import main
+    from mape_viz.metrics import evaluate
+    from mape_viz.unlearn.data import simple_task
+
+    mdir, ddir = _tiny_folders(tmp_path)
+    out = tmp_path / "run"
+    argv = ["unlearn", "--model", str(mdir), "--data", str(ddir), "--method", "npo",
+            "--selector", "mape", "--sparsity", "0.5", "--out", str(out), "--epochs", "1",
+            "--lr", "1e-2", "--quiet", "--device", "cpu", "--seed", "3"]
+    assert main(argv) == 0
+    assert {p.name for p in out.iterdir()} == {"config.json", "metrics.json", "mask",
+                                               "weights.safetensors"}
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["method"] == "npo" and cfg["config"]["lr"] == 1e-2 and cfg["seed"] == 3
+    metrics = json.loads((out / "metrics.json").read_text())
+    stamp = (out / "weights.safetensors").stat().st_mtime_ns
+    assert main(argv) == 2 and "already exists" in capsys.readouterr().err
+    assert (out / "weights.safetensors").stat().st_mtime_ns == stamp
+    task = simple_task(mdir, ddir)
+    rebuilt = load_run(out, task.model)
+    again = evaluate(task, rebuilt)
+    assert again["forget_acc"] == metrics["metrics"]["forget_acc"]
+    assert again["test_acc"] == metrics["metrics"]["test_acc"]
+    assert main(argv + ["--overwrite"]) == 0
+    assert main(["unlearn", "--model", str(mdir), "--data", str(ddir), "--method", "dpo",
+                 "--out", str(tmp_path / "x"), "--quiet"]) == 2
+    assert "methods that fit" in capsys.readouterr().err and not (tmp_path / "x").exists()
+
+
+def test_cli_flags_cover_every_config_field():
+    from mape_viz.cli import SUBCOMMANDS, build_parser
+
+    assert "unlearn" in SUBCOMMANDS
+    help_text = build_parser()._subparsers._group_actions[0].choices["unlearn"].format_help()
+    for f in config_fields():
+        assert "--" + f.name.replace("_", "-") in help_text, f.name
+    args = build_parser().parse_args(["unlearn", "--method", "ga", "--lr", "3e-4",
+                                      "--no-include-head", "--refine", "none"])
+    from mape_viz.cli import dataclass_overrides
+
+    assert dataclass_overrides(args) == {"lr": 3e-4, "include_head": False, "refine": "none"}
+
+
+def test_task_objects_with_datasets_and_dpo_idk():
+    """The Task path: datasets batched by the task (shuffled per epoch), DPO idk answers."""
+    import datasets
+
+    from mape_viz.tasks.collate import CausalLMCollator
+    from mape_viz.tasks.tokenizer import build_word_tokenizer
+    from mape_viz.unlearn.data import SimpleTask
+
+    qa = [{"question": f"who wrote book {i}", "answer": f"author {i % 5} did"} for i in range(12)]
+    idk = ["i do not know", "no idea"]
+    tok = build_word_tokenizer([r["question"] + " " + r["answer"] for r in qa] + idk +
+                               ["question answer"], "llama")
+    import transformers as T
+
+    torch.manual_seed(0)
+    model = T.LlamaForCausalLM(T.LlamaConfig(vocab_size=len(tok), hidden_size=16,
+                                             num_hidden_layers=2, num_attention_heads=4,
+                                             num_key_value_heads=2, intermediate_size=24,
+                                             max_position_embeddings=64,
+                                             pad_token_id=tok.pad_token_id)).eval()
+    ds = datasets.Dataset.from_list(qa)
+    task = SimpleTask(model=model, tokenizer=tok, forget=ds.select(range(4)),
+                      retain=ds.select(range(4, 12)), test=None, collate=CausalLMCollator(tok),
+                      kind="causal_lm", extras={"idk": idk})
+    res = unlearn(task, "dpo", "mape", 0.5, dict(epochs=2, batch_size=2, score_max_retain=0))
+    assert res.ok and len(res.history) == 4 and res.n_changed_params > 0
+    assert res.history[0]["loss"] == pytest.approx(2 / 0.1 * math.log(2) / 2, rel=1e-6)
