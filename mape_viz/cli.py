@@ -241,5 +241,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+# Subcommands defined in their own modules register themselves on import.
+from . import cli_bench  # noqa: E402,F401  (``bench``)
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
