@@ -191,8 +191,8 @@ def build_app(ctx: L.AppContext | None = None, task: str = "toy-sentiment",
                 s_epochs = gr.Slider(1, 50, value=DEFAULT_EPOCHS, step=1, label="Epochs")
                 s_lr = gr.Number(value=DEFAULT_LR, label="Learning rate (empty = default)")
             sweep_btn = gr.Button("Run sweep", variant="primary", elem_id="sweep-btn")
-            sweep_plot = gr.Plot(label="Sparsity trade-off (drawn as runs finish)")
-            sweep_table = gr.JSON(label="Records")
+            sweep_plot = gr.Plot(label="Sparsity trade-off (drawn as runs finish)", elem_id="sweep-plot")
+            sweep_table = gr.JSON(label="Records", elem_id="sweep-records")
         with gr.Tab("Export", id="export"):
             gr.Markdown("Download the last run: its mask (safetensors + JSON), the changed weights "
                         "(only the changed slices) and a JSON report.")

@@ -190,9 +190,10 @@ def test_browser_explore_unlearn_sweep_export(served, tmp_path):
             assert "changed" in page.inner_text("#run-summary")
             page.get_by_role("tab", name="Sweep").click()
             page.get_by_role("button", name="Run sweep").click()
+            # both default sparsities (0.8, 0.95) have finished and been drawn
             page.wait_for_function(
-                "document.querySelectorAll('.js-plotly-plot .scatterlayer .trace').length > 0 && "
-                "[...document.querySelectorAll('.js-plotly-plot .point, .js-plotly-plot path.point')].length >= 2",
+                "document.querySelector('#sweep-records')?.innerText.includes('0.95') && "
+                "document.querySelector('#sweep-plot .js-plotly-plot') !== null",
                 timeout=600_000)
             time.sleep(1)
             page.screenshot(path=str(out / "app_sweep.png"), full_page=True)
