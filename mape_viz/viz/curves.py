@@ -161,9 +161,12 @@ def line_figure(records: Any, *, x: str, y: str | Sequence[str], color: str | No
                         row=ri, col=ci)
                     shown.add(key)
             for lab, yv in (reference or {}).items():
+                # label only the last panel; an annotation position without text draws a
+                # placeholder "new text" label in plotly
+                label = ({"annotation_text": lab, "annotation_position": "top right"}
+                         if ci == len(facets) else {})
                 fig.add_hline(y=yv, line={"dash": "dot", "color": "#555", "width": 1},
-                              annotation_text=lab if ci == len(facets) else None,
-                              annotation_position="top right", row=ri, col=ci)
+                              row=ri, col=ci, **label)
             if ci == 1:
                 fig.update_yaxes(title_text=_label(ycol, labels), row=ri, col=ci)
     xvals = [r[x] for r in rows if not is_missing(r.get(x))]
