@@ -30,13 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .cli import (
-    UsageError,
-    _key_values,
-    add_dataclass_flags,
-    dataclass_overrides,
-    subcommand,
-)
+from .cli import UsageError, _key_values, add_dataclass_flags, dataclass_overrides, subcommand
 
 EXPERIMENTS = ("compare", "sweep", "successive", "relearn")
 SWEEP_SPARSITIES = ("0.5", "0.7", "0.9", "0.95")
@@ -153,7 +147,8 @@ def build_bench(sub: Any) -> argparse.ArgumentParser:
                           "eval rows per split, smaller side experiments")
     run.add_argument("--eval-max-samples", type=int, default=None,
                      help="evaluate at most this many rows per split (default: all)")
-    run.add_argument("--sparsities", help=f"sweep: comma list (default {','.join(SWEEP_SPARSITIES)})")
+    run.add_argument("--sparsities",
+                     help=f"sweep: comma list (default {','.join(SWEEP_SPARSITIES)})")
     run.add_argument("--granularities", default="both",
                      help="sweep: comma list of both, heads, filters (default: %(default)s)")
     run.add_argument("--n-requests", type=int, default=None,
@@ -182,17 +177,17 @@ def _default_out(args: argparse.Namespace) -> Path:
     return Path("runs") / f"bench-{args.task.replace('/', '_')}{'-quick' if args.quick else ''}"
 
 
-def _figures(kind: str, experiments: dict[str, list[dict]], eff: tuple, fid: tuple,
-             dirs: dict) -> dict[str, Any]:
+def _figures(kind: str, experiments: dict[str, list[dict]]) -> dict[str, Any]:
     """The figures of the experiments that ran (plotting lives here, not in experiments)."""
     from . import viz
 
     figs: dict[str, Any] = {}
     if experiments.get("compare"):
+        eff, fid, dirs = table_columns_for(experiments["compare"], kind)
         figs["comparison_table"] = viz.comparison_table(
             experiments["compare"], efficacy=eff, fidelity=fid, directions=dirs,
             reference=("rt", "original"), labels=LABELS,
-            formats={c: ".2%" for c in ("forget", "retain", "test")} if kind != "causal_lm"
+            formats=dict.fromkeys(("forget", "retain", "test"), ".2%") if kind != "causal_lm"
             else {"forget_quality": ".3g"})
     ys_main = ["forget", "test"] if kind != "causal_lm" else ["forget_rouge", "model_utility"]
     recs = experiments.get("sweep")
@@ -217,15 +212,24 @@ def _figures(kind: str, experiments: dict[str, list[dict]], eff: tuple, fid: tup
     return figs
 
 
-def comparison_markdown_for(records: list[dict], kind: str) -> str:
-    """The bench's Table-2-shaped markdown table of comparison records (best per method
-    group in bold, as :func:`mape_viz.viz.comparison_rows` decides)."""
-    from .experiments.records import comparison_markdown, table_columns
-    from .viz import comparison_rows
+def table_columns_for(records: list[dict], kind: str) -> tuple[tuple, tuple, dict]:
+    """(efficacy, fidelity, directions) of the kind's table, keeping only the columns the
+    records have (e.g. no MIA without a test split)."""
+    from .experiments.records import table_columns
 
     eff, fid, dirs = table_columns(kind)
     eff = tuple(c for c in eff if any(r.get(c) is not None for r in records))
     fid = tuple(c for c in fid if any(r.get(c) is not None for r in records))
+    return eff, fid, dirs
+
+
+def comparison_markdown_for(records: list[dict], kind: str) -> str:
+    """The bench's Table-2-shaped markdown table of comparison records (best per method
+    group in bold, as :func:`mape_viz.viz.comparison_rows` decides)."""
+    from .experiments.records import comparison_markdown
+    from .viz import comparison_rows
+
+    eff, fid, dirs = table_columns_for(records, kind)
     rows = comparison_rows(records, efficacy=eff, fidelity=(*fid, "seconds"),
                            directions={**dirs, "seconds": "min"}, reference=("rt", "original"))
     for r in rows:
@@ -242,7 +246,6 @@ def run_bench(args: argparse.Namespace) -> int:
     import torch
 
     from . import experiments as ex
-    from .experiments._common import check_overrides
     from .unlearn import METHODS, UnlearnConfig, methods_for, selector_names
     from .unlearn.result import atomic_dir
 
@@ -282,7 +285,7 @@ def run_bench(args: argparse.Namespace) -> int:
     user_over = _overrides(args.override)
     try:
         cfg = UnlearnConfig.from_dict(dataclass_overrides(args))
-        check_overrides(user_over)  # validate now, not after minutes of work
+        ex.check_overrides(user_over)  # validate now, not after minutes of work
     except (TypeError, ValueError) as e:
         raise UsageError(str(e)) from e
     if args.threads and args.threads > 0:
@@ -309,13 +312,15 @@ def run_bench(args: argparse.Namespace) -> int:
         (QUICK["eval_max_samples"] if args.quick else None)
     # a hyperparameter flag given on the command line (--lr ...) beats the bench defaults
     given = set(dataclass_overrides(args))
+    task_defaults = {} if args.no_bench_defaults else BENCH_DEFAULTS.get(args.task, {})
     bench = {t: {k: v for k, v in f.items() if k not in given}
-             for t, f in ({} if args.no_bench_defaults else BENCH_DEFAULTS.get(args.task, {})).items()}
+             for t, f in task_defaults.items()}
     overrides = _merge({t: f for t, f in bench.items() if f},
                        {"sa": {"max_steps": QUICK["sa_max_steps"]}} if args.quick else {},
                        user_over)
-    common = dict(config=cfg, overrides=overrides, eval_max_samples=eval_max,
-                  device=device, progress=progress)
+    common: dict[str, Any] = {"config": cfg, "overrides": overrides,
+                              "eval_max_samples": eval_max, "device": device,
+                              "progress": progress}
 
     results: dict[str, list[dict]] = {}
     if "compare" in exps:
@@ -345,8 +350,7 @@ def run_bench(args: argparse.Namespace) -> int:
     command = _command_line(args)
     table = comparison_markdown_for(results["compare"], kind) if results.get("compare") else ""
     seconds = time.perf_counter() - t_start
-    eff, fid, dirs = ex.table_columns(kind)
-    figs = _figures(kind, results, eff, fid, dirs) if args.figures else {}
+    figs = _figures(kind, results) if args.figures else {}
 
     doc = {"format": "mape-viz-bench/1", "command": command, "task": args.task,
            "task_options": opts, "kind": kind, "quick": bool(args.quick),

@@ -18,24 +18,11 @@ Runs are CPU-friendly on the embedded tasks; on a shared machine set
 than free cores, the tiny models run many times slower.
 """
 
-from ._common import (
-                      DEFAULT_METHODS,
-                      TaskView,
-                      default_methods,
-                      display_name,
-                      evaluate_model,
-)
+from ._common import (DEFAULT_METHODS, TaskView, check_overrides, config_for, default_methods,
+                      display_name, evaluate_model)
 from .compare import compare_methods, compare_plan
-from .records import (
-                      comparison_markdown,
-                      markdown_table,
-                      read_csv,
-                      read_json,
-                      score_aliases,
-                      table_columns,
-                      write_csv,
-                      write_json,
-)
+from .records import (comparison_markdown, markdown_table, read_csv, read_json, score_aliases,
+                      table_columns, write_csv, write_json)
 from .relearn import DEFAULT_LR, PAPER_LR, relearn, relearn_model, relearn_split
 from .successive import SCENARIOS, make_requests, successive
 from .sweep import sweep_plan, sweep_sparsity
@@ -45,5 +32,6 @@ __all__ = [
     "relearn_model", "relearn_split", "PAPER_LR", "DEFAULT_LR", "compare_methods",
     "compare_plan", "markdown_table", "comparison_markdown", "write_csv", "read_csv",
     "write_json", "read_json", "score_aliases", "table_columns", "TaskView",
-    "default_methods", "display_name", "evaluate_model", "DEFAULT_METHODS",
+    "default_methods", "display_name", "evaluate_model", "DEFAULT_METHODS", "config_for",
+    "check_overrides",
 ]

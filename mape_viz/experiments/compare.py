@@ -20,16 +20,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-from ._common import (
-    OnRecord,
-    bar,
-    check_overrides,
-    config_for,
-    default_methods,
-    display_name,
-    evaluate_model,
-    run_record,
-)
+from ._common import (OnRecord, bar, check_overrides, config_for, default_methods, display_name,
+                      evaluate_model, run_record)
 
 __all__ = ["compare_methods", "compare_plan"]
 

@@ -35,18 +35,8 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
-from ._common import (
-    UNMASKED_METHODS,
-    OnRecord,
-    bar,
-    check_overrides,
-    concat,
-    config_for,
-    display_name,
-    evaluate_model,
-    prefixed,
-    subset,
-)
+from ._common import (UNMASKED_METHODS, OnRecord, bar, check_overrides, concat, config_for,
+                      display_name, evaluate_model, prefixed, subset)
 
 __all__ = ["relearn", "relearn_split", "relearn_model", "PAPER_LR", "DEFAULT_LR"]
 

@@ -25,16 +25,8 @@ import time
 import warnings
 from typing import Any, Mapping, Sequence
 
-from ._common import (
-    OnRecord,
-    bar,
-    check_overrides,
-    concat,
-    config_for,
-    display_name,
-    evaluate_model,
-    prefixed,
-)
+from ._common import (OnRecord, bar, check_overrides, concat, config_for, display_name,
+                      evaluate_model, prefixed)
 
 __all__ = ["successive", "make_requests", "SCENARIOS"]
 

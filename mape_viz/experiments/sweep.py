@@ -11,15 +11,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-from ._common import (
-    UNMASKED_METHODS,
-    OnRecord,
-    bar,
-    check_overrides,
-    config_for,
-    display_name,
-    run_record,
-)
+from ._common import (UNMASKED_METHODS, OnRecord, bar, check_overrides, config_for, display_name,
+                      run_record)
 
 __all__ = ["sweep_sparsity", "sweep_plan"]
 
