@@ -140,7 +140,9 @@ def _default_out(args: argparse.Namespace) -> Path:
     return Path("runs") / f"{src}-{args.method}-{args.selector}-{sp}-seed{args.seed}"
 
 
-def _load_config(args: argparse.Namespace):
+def _load_config(args: argparse.Namespace) -> dict[str, Any]:
+    """Config fields from --config and the flags (validated); the task's tuned defaults and
+    the paper defaults fill in the rest inside ``unlearn``."""
     from .unlearn import UnlearnConfig
 
     base: dict[str, Any] = {}
@@ -152,9 +154,10 @@ def _load_config(args: argparse.Namespace):
         base = base.get("config", base)  # accept a run folder's config.json too
     base.update(dataclass_overrides(args))
     try:
-        return UnlearnConfig.from_dict(base)
+        UnlearnConfig.from_dict(base)  # validate now, before any work
     except (TypeError, ValueError) as e:
         raise UsageError(str(e)) from e
+    return base
 
 
 def _load_source(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:

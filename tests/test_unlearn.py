@@ -33,6 +33,15 @@ OWNED = {
 }
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models run much faster on one thread than on two contended ones."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def kind_of(family: str) -> str:
     return FAMILIES[family][2]
 
@@ -101,6 +110,9 @@ def hand_loop(model, names, method, forget, retain, cfg, lr, kind="classificatio
     for p in train:
         p.requires_grad_(True)
     opt = torch.optim.AdamW(train, lr=lr, weight_decay=cfg.weight_decay)
+    total = cfg.epochs * len(retain if method in ("sa", "rt") else forget)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, (lambda s: 1.0 - s / total) if cfg.lr_schedule == "linear" else (lambda s: 1.0))
     loss_of = ce if kind == "classification" else lm_nll
     logp = (lambda mod, b: -ce(mod, b)) if kind == "classification" else answer_logprob
     beta = cfg.beta
@@ -130,6 +142,7 @@ def hand_loop(model, names, method, forget, retain, cfg, lr, kind="classificatio
             loss.backward()
             torch.nn.utils.clip_grad_norm_(train, cfg.max_grad_norm)
             opt.step()
+            sched.step()
     return m
 
 
@@ -163,6 +176,36 @@ def test_method_equals_plain_loop(method, selector):
     for n, p in ref.named_parameters():
         torch.testing.assert_close(got[n], p, rtol=1e-9, atol=1e-12, msg=n)
     assert res.n_changed_params > 0 and res.ok
+
+
+def test_linear_schedule_equals_plain_loop():
+    model = make_model("bert")
+    forget, retain = data("bert")
+    cfg = CFG.replace(lr_schedule="linear")
+    res = unlearn(model, "gd", config=cfg, mask=all_true(model), forget=forget, retain=retain)
+    names = [n for n, _ in model.named_parameters() if OWNED["bert"].match(n)]
+    ref = hand_loop(model, names, "gd", forget, retain, cfg, cfg.lr)
+    got = dict(res.model.named_parameters())
+    for n, p in ref.named_parameters():
+        torch.testing.assert_close(got[n], p, rtol=1e-9, atol=1e-12, msg=n)
+    assert [h["lr"] for h in res.history] == [cfg.lr * (1 - s / 4) for s in range(4)]
+
+
+def test_task_defaults_sit_between_paper_defaults_and_the_caller():
+    from types import SimpleNamespace
+
+    from mape_viz.unlearn import TASK_DEFAULTS, as_config
+
+    canaries = SimpleNamespace(name="toy-sentiment", meta={"options": {"forget": "canaries"}})
+    rand = SimpleNamespace(name="toy-sentiment", meta={"options": {"forget": "random"}})
+    tuned = TASK_DEFAULTS[("toy-sentiment", "canaries")]
+    assert as_config(None, canaries).lr == tuned["lr"]
+    assert as_config({"lr": 1e-4}, canaries).lr == 1e-4
+    assert as_config({"lr": 1e-4}, canaries).epochs == tuned["epochs"]
+    assert as_config(UnlearnConfig(), canaries) == UnlearnConfig()  # explicit: used as is
+    assert as_config(None, rand) == UnlearnConfig()  # paper defaults
+    assert UnlearnConfig().epochs == 3 and UnlearnConfig().lr_for(True) == 5e-4
+    assert UnlearnConfig().lr_for(False) == 5e-5
 
 
 @pytest.mark.parametrize("method", ["dpo", "npo", "rt"])
@@ -228,13 +271,21 @@ def test_so_equals_closed_form(family, masked):
     assert res.history[0]["n_retain"] == 12 and res.history[0]["n_forget"] == 8
 
 
-@pytest.mark.parametrize("family", ["bert", "gpt2", "llama"])
-def test_vmap_fisher_equals_per_sample_loop(family):
+def test_hooks_engine_refuses_whole_parameters():
+    model = make_model("bert")
+    sp = SparseParams(model, None)
+    with pytest.raises(ValueError, match="slices only"):
+        fisher_sum(model, sp, [make_batch("classification")], "classification", engine="hooks")
+
+
+@pytest.mark.parametrize("family", ["bert", "gpt2", "llama", "qwen2"])
+@pytest.mark.parametrize("engine", ["vmap", "hooks"])
+def test_fisher_engines_equal_per_sample_loop(family, engine):
     model = make_model(family)
     _, retain = data(family, n_retain=2)
     work = copy.deepcopy(model)
-    sp = SparseParams(work, random_mask(work, 0.5, seed=1), include_head=True)
-    sums, n = fisher_sum(work, sp, retain, kind_of(family), chunk=3)
+    sp = SparseParams(work, random_mask(work, 0.5, seed=1), include_head=engine == "vmap")
+    sums, n = fisher_sum(work, sp, retain, kind_of(family), chunk=3, engine=engine)
     g = per_sample_grads(copy.deepcopy(model), retain, kind_of(family))
     assert n == 8
     for s, t in zip(sp.specs, sums[:len(sp.specs)]):
@@ -280,17 +331,22 @@ def test_frozen_entries_bit_identical(family, method):
     assert all(torch.equal(p, P0[n]) for n, p in model.named_parameters())
 
 
-def test_include_head_trains_the_classifier_only_beyond_the_mask():
+def test_include_head_trains_the_head_only_beyond_the_mask():
     model = make_model("bert", dtype=torch.float32)
     forget, retain = data("bert", 1, 1)
     cfg = FROZEN_CFG.replace(include_head=True)
     res = unlearn(model, "ga", "random", 0.5, cfg, forget=forget, retain=retain)
     got = dict(res.model.named_parameters())
     for n, p in model.named_parameters():
-        if n.startswith("classifier."):
-            assert not torch.equal(got[n], p)
-        elif "embeddings" in n or "LayerNorm" in n or "pooler" in n:
-            assert torch.equal(got[n], p)
+        if n.startswith("classifier.") or n.startswith("bert.pooler."):  # the head
+            assert not torch.equal(got[n], p), n
+        elif "embeddings" in n or "LayerNorm" in n:
+            assert torch.equal(got[n], p), n
+    # GPT-2's LM head is tied to the input embeddings: never part of the head
+    from mape_viz.unlearn import head_param_names
+
+    assert head_param_names(make_model("gpt2")) == []
+    assert head_param_names(make_model("llama")) == ["lm_head.weight"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -574,3 +630,55 @@ def test_task_objects_with_datasets_and_dpo_idk():
     res = unlearn(task, "dpo", "mape", 0.5, dict(epochs=2, batch_size=2, score_max_retain=0))
     assert res.ok and len(res.history) == 4 and res.n_changed_params > 0
     assert res.history[0]["loss"] == pytest.approx(2 / 0.1 * math.log(2) / 2, rel=1e-6)
+
+
+@pytest.fixture(scope="module")
+def tiny_cls_task(tmp_path_factory):
+    """A SimpleTask (tiny BERT, word tokenizer, datasets) built in memory."""
+    import datasets
+
+    from mape_viz.unlearn.data import collator_for, load_model_folder, SimpleTask
+
+    mdir, ddir = _tiny_folders(tmp_path_factory.mktemp("task"))
+    model, tok, kind = load_model_folder(mdir)
+    rows = [json.loads(line) for f in ("forget", "retain") for line in
+            (ddir / f"{f}.jsonl").read_text().splitlines()]
+    ds = datasets.Dataset.from_list(rows)
+    return SimpleTask(model=model, tokenizer=tok, forget=ds.select(range(8)),
+                      retain=ds.select(range(8, 32)), test=None,
+                      collate=collator_for(kind, tok, ds.column_names), kind=kind)
+
+
+def test_successive_with_a_task_and_dataset_requests(tiny_cls_task):
+    task = tiny_cls_task
+    reqs = [task.forget.select([0, 1, 2]), task.forget.select([3, 4])]
+    out = successive(task, reqs, "npo", "mape", 0.5, dict(epochs=1, batch_size=2, lr=1e-2),
+                     metrics=lambda m, t: {"t": t})
+    assert [s["t"] for s in out.steps] == [1, 2] and out.initial_metrics == {"t": 0}
+    assert all(r.ok for r in out.results) and out.model is out.results[-1].model
+    # (b) from a task: D = forget + retain; requests are rows of D
+    b = successive_so(task, reqs, dict(eta=1e-3, damping=1e-2), sparsity=0.5)
+    assert [s["n_retain"] for s in b.steps] == [29, 27] and len(b.masks) == 2
+    full = successive_so(task, reqs[:1], dict(eta=1e-3, damping=1e-2), selector="full")
+    assert full.masks == [None] and full.steps[0]["finite"]
+
+
+def test_cli_ctrl_c_leaves_no_folder(tmp_path, monkeypatch, capsys):
+    import mape_viz.unlearn as api
+    import mape_viz.unlearn.result as result_mod
+    from mape_viz.cli import main
+
+    mdir, ddir = _tiny_folders(tmp_path)
+    argv = ["unlearn", "--model", str(mdir), "--data", str(ddir), "--method", "ga",
+            "--selector", "random", "--sparsity", "0.5", "--max-steps", "1", "--quiet",
+            "--no-eval"]
+
+    def interrupt(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(result_mod, "save_weights", interrupt)  # Ctrl-C while writing
+    assert main(argv + ["--out", str(tmp_path / "a")]) == 130
+    monkeypatch.setattr(api, "unlearn", interrupt)  # Ctrl-C while unlearning
+    assert main(argv + ["--out", str(tmp_path / "b")]) == 130
+    assert "interrupted" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "model"]

@@ -54,9 +54,15 @@ class UnlearnConfig:
         fisher_batch_size: samples per vectorised (``vmap``) per-sample-gradient chunk.
         fisher_max_samples: estimate the retain Fisher on at most this many samples (0 = all
             of D_r, the paper's Eq. 11).
+        fisher_engine: how per-sample gradients are formed (``second_order.fisher_sum``):
+            ``vmap`` (``torch.func``, any parameter), ``hooks`` (module slices only, faster),
+            ``auto`` (``hooks`` for MAPE-SO without the head, else ``vmap``).
         epochs: passes over the driving set (D_f for GA/GD/NPO/DPO, D_r for SA/RT).
         lr: AdamW learning rate (None: 5e-5 full, 5e-4 module-aware).
         batch_size: samples per step.
+        retain_batch_size: retain samples per step when a retain batch rides along with each
+            forget batch (GD, NPO with ``npo_retain_weight``); 0 = ``batch_size``.
+        lr_schedule: ``constant`` or ``linear`` (decay to 0 over the run, no warm-up).
         weight_decay: AdamW weight decay (applies to the trained entries only).
         max_grad_norm: gradient clipping norm (0 = off).
         max_steps: stop after this many steps (0 = no limit).
@@ -83,11 +89,18 @@ class UnlearnConfig:
     damping: float = _f(1e-6, "SO damping lambda added to the diagonal Fisher", "so")
     fisher_batch_size: int = _f(16, "samples per vmap chunk of per-sample gradients", "so")
     fisher_max_samples: int = _f(0, "retain samples for the Fisher (0 = all of D_r)", "so")
+    fisher_engine: str = _f("auto", "per-sample gradients: vmap (torch.func), hooks (slices "
+                            "only) or auto (hooks for MAPE-SO, vmap otherwise)", "so",
+                            choices=("auto", "vmap", "hooks"))
     # fine-tuning
     epochs: int = _f(3, "passes over the driving set (paper: 3 for traditional tasks)", "finetune")
     lr: float | None = _f(None, "AdamW learning rate (default 5e-5 full, 5e-4 module-aware)",
                           "finetune")
     batch_size: int = _f(8, "samples per step", "finetune")
+    retain_batch_size: int = _f(0, "retain samples per step (GD / NPO+retain; 0 = batch_size)",
+                                "finetune")
+    lr_schedule: str = _f("constant", "learning-rate schedule over the run", "finetune",
+                          choices=("constant", "linear"))
     weight_decay: float = _f(0.01, "AdamW weight decay (trained entries only)", "finetune")
     max_grad_norm: float = _f(1.0, "gradient clipping norm (0 = off)", "finetune")
     max_steps: int = _f(0, "stop after this many steps (0 = no limit)", "finetune")
@@ -107,7 +120,11 @@ class UnlearnConfig:
         for name in ("score_batch_size", "fisher_batch_size", "batch_size", "epochs"):
             if int(getattr(self, name)) < 1:
                 problems.append(f"{name}={getattr(self, name)!r} (must be >= 1)")
-        for name in ("score_max_retain", "fisher_max_samples", "max_steps"):
+        if self.fisher_engine not in ("auto", "vmap", "hooks"):
+            problems.append(f"fisher_engine={self.fisher_engine!r} (accepted: auto, vmap, hooks)")
+        if self.lr_schedule not in ("constant", "linear"):
+            problems.append(f"lr_schedule={self.lr_schedule!r} (accepted: constant, linear)")
+        for name in ("score_max_retain", "fisher_max_samples", "max_steps", "retain_batch_size"):
             if int(getattr(self, name)) < 0:
                 problems.append(f"{name}={getattr(self, name)!r} (must be >= 0)")
         for name in ("damping", "weight_decay", "max_grad_norm", "gamma", "retain_weight",
@@ -152,17 +169,47 @@ class UnlearnConfig:
         return dataclasses.replace(self, **changes)
 
 
+#: Tuned defaults for embedded tasks, laid over the paper defaults when ``unlearn`` gets that
+#: task and no explicit ``UnlearnConfig`` (a dict config is laid over these in turn).
+#: Key: (task name, the task's ``forget`` option or None for any).
+#:
+#: toy-sentiment / canaries: the 32 canaries are memorised to the logit cap of a tiny BERT
+#: (frozen tanh pooler + classifier), so 3 epochs at the paper's lr move nothing; GD/NPO
+#: need ~160 small-batch steps with a decaying lr, and a bigger retain batch per step to keep
+#: the rule (test accuracy). Tuned on MAPE-GD at 90 % sparsity (see tests/test_unlearn_slow.py).
+TASK_DEFAULTS: dict[tuple[str, str | None], dict[str, Any]] = {
+    ("toy-sentiment", "canaries"): dict(lr=1e-2, epochs=40, batch_size=4, retain_batch_size=32,
+                                        lr_schedule="linear", score_max_retain=0,
+                                        npo_retain_weight=1.0),
+}
+
+
+def task_defaults(task: Any) -> dict[str, Any]:
+    """The :data:`TASK_DEFAULTS` entry for a task object (empty when none applies)."""
+    name = getattr(task, "name", None)
+    meta = getattr(task, "meta", None) or {}
+    options = meta.get("options", {}) if isinstance(meta, Mapping) else {}
+    forget = options.get("forget") if isinstance(options, Mapping) else None
+    forget = forget if isinstance(forget, str) else None
+    return dict(TASK_DEFAULTS.get((name, forget), TASK_DEFAULTS.get((name, None), {})))
+
+
 def config_fields() -> list[dataclasses.Field]:
     """The fields of :class:`UnlearnConfig`, in order (for the CLI and the app)."""
     return list(dataclasses.fields(UnlearnConfig))
 
 
-def as_config(config: UnlearnConfig | Mapping[str, Any] | None) -> UnlearnConfig:
-    """``None`` → defaults, a dict → :meth:`UnlearnConfig.from_dict`, a config → itself."""
-    if config is None:
-        return UnlearnConfig()
+def as_config(config: UnlearnConfig | Mapping[str, Any] | None, task: Any = None) -> UnlearnConfig:
+    """The run's config.
+
+    ``None`` → paper defaults with the task's :data:`TASK_DEFAULTS` on top; a dict → the same
+    with the dict on top; an ``UnlearnConfig`` → itself (explicit: no task defaults).
+    """
     if isinstance(config, UnlearnConfig):
         return config
+    base = task_defaults(task) if task is not None else {}
+    if config is None:
+        return UnlearnConfig.from_dict(base)
     if isinstance(config, Mapping):
-        return UnlearnConfig.from_dict(config)
+        return UnlearnConfig.from_dict({**base, **config})
     raise TypeError(f"config must be an UnlearnConfig, a dict or None, got {type(config).__name__}")

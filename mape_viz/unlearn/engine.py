@@ -10,13 +10,14 @@ not refined) → run the method on a :class:`~mape_viz.unlearn.sparse.SparsePara
 from __future__ import annotations
 
 import copy
+import math
 import random
 import resource
 import sys
 import time
 import warnings
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -61,8 +62,9 @@ class RunData:
         model: the input model (never modified).
         kind: task kind.
         forget, retain: training sources (batches of ``config.batch_size`` for task data).
-        score_forget, score_retain: lists of batches for scoring (retain capped).
-        fisher_retain: batches for the SO Fisher (capped by ``fisher_max_samples``).
+        score_forget, score_retain: ``() -> list of batches`` for scoring (retain capped);
+            lazy, so runs that do not score never collate them.
+        fisher_retain: ``() -> batches`` for the SO Fisher (capped by ``fisher_max_samples``).
         task: the Task, if one was given.
         own_split: the forget set is the task's own (so ``task.retrained_model`` applies).
     """
@@ -71,9 +73,9 @@ class RunData:
     kind: str
     forget: Source | None
     retain: Source | None
-    score_forget: list[Batch] | None
-    score_retain: list[Batch] | None
-    fisher_retain: Iterable[Batch] | None
+    score_forget: Callable[[], list[Batch]] | None
+    score_retain: Callable[[], list[Batch]] | None
+    fisher_retain: Callable[[], list[Batch]] | None
     task: Any = None
     own_split: bool = False
 
@@ -141,7 +143,7 @@ def _dpo_source(task: Any, ds: Any, batch_size: int, seed: int) -> Source:
             batch.update({IDK_PREFIX + k: v for k, v in task.collate(idk_rows).items()})
             yield batch
 
-    return Source(make, len(ds), "forget")
+    return Source(make, len(ds), "forget", math.ceil(len(ds) / batch_size))
 
 
 def resolve_data(task_or_model: Any, method: str, cfg: UnlearnConfig, *, forget: Any = None,
@@ -162,22 +164,24 @@ def resolve_data(task_or_model: Any, method: str, cfg: UnlearnConfig, *, forget:
         f_ds = task.forget if forget is None else forget
         r_ds = task.retain if retain is None else retain
 
-        def source(x: Any, name: str) -> Source:
+        def source(x: Any, name: str, bs: int) -> Source:
             if _is_dataset(x):
-                return Source(lambda e, x=x: task.batches(x, cfg.batch_size, shuffle=True,
-                                                          seed=seed + e), len(x), name)
+                return Source(lambda e, x=x: task.batches(x, bs, shuffle=True, seed=seed + e),
+                              len(x), name, math.ceil(len(x) / bs))
             return _given_source(x, name)
 
-        def listed(x: Any, n: int, bs: int) -> list[Batch]:
+        def listed(x: Any, n: int, bs: int) -> Callable[[], list[Batch]]:
+            # lazy: only the passes a method needs collate their data
             if _is_dataset(x):
-                return list(task.batches(_subset(x, n, seed), bs, shuffle=False))
-            return take_samples(x, n)
+                return lambda: list(task.batches(_subset(x, n, seed), bs, shuffle=False))
+            return lambda: take_samples(x, n)
 
         if m.name == "dpo" and _is_dataset(f_ds):
             f_src = _dpo_source(task, f_ds, cfg.batch_size, seed)
         else:
-            f_src = source(f_ds, "forget")
-        r_src = source(r_ds, "retain") if r_ds is not None else None
+            f_src = source(f_ds, "forget", cfg.batch_size)
+        r_src = source(r_ds, "retain", cfg.retain_batch_size or cfg.batch_size) \
+            if r_ds is not None else None
         data = RunData(
             model=model, kind=kind, forget=f_src, retain=r_src,
             score_forget=listed(f_ds, 0, cfg.score_batch_size),
@@ -201,9 +205,9 @@ def resolve_data(task_or_model: Any, method: str, cfg: UnlearnConfig, *, forget:
     data = RunData(
         model=model, kind=kind, forget=_given_source(f_list, "forget"),
         retain=_given_source(r_list, "retain") if r_list is not None else None,
-        score_forget=f_list,
-        score_retain=take_samples(r_list, cfg.score_max_retain) if r_list is not None else None,
-        fisher_retain=take_samples(r_list, cfg.fisher_max_samples) if r_list is not None else None)
+        score_forget=lambda: f_list,
+        score_retain=(lambda: take_samples(r_list, cfg.score_max_retain)) if r_list is not None else None,
+        fisher_retain=(lambda: take_samples(r_list, cfg.fisher_max_samples)) if r_list is not None else None)
     return data, m
 
 
@@ -222,7 +226,7 @@ def _materialise(batches: Any, name: str) -> list[Batch]:
 
 def _given_source(batches: Any, name: str) -> Source:
     lst = _materialise(batches, name)
-    return Source(lambda e: lst, _n_samples(lst), name)
+    return Source(lambda e: lst, _n_samples(lst), name, len(lst))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -239,7 +243,7 @@ def make_mask(model: nn.Module, data: RunData, objective: str, selector: str, sp
 
     if data.score_retain is None:
         raise ValueError("scoring needs a retain set: pass retain=")
-    scores = score_modules(model, data.score_forget, data.score_retain, objective=objective,
+    scores = score_modules(model, data.score_forget(), data.score_retain(), objective=objective,
                            selector=selector, kind=data.kind, seed=seed, progress=progress)
     refine = cfg.refine if selector == "mape" and cfg.refine not in (None, "none") else None
     mask = select_modules(scores, sparsity=sparsity, granularity=cfg.granularity,
@@ -295,7 +299,8 @@ def unlearn(task_or_model: Any, method: str, selector: str = "mape", sparsity: f
             methods; refined by ``config.refine``), ``sure``, ``random``, ``magnitude``.
             Ignored (with a warning) for ``rt``, which always retrains fully.
         sparsity: fraction of modules (per kind) left frozen, in [0, 1).
-        config: ``UnlearnConfig`` (or a dict of its fields); defaults = the paper's.
+        config: ``UnlearnConfig`` (used as is), or a dict of its fields laid over the defaults
+            (the paper's, plus ``TASK_DEFAULTS`` for a known embedded task), or None.
         forget, retain: override the task's sets (a ``Dataset`` or batches), or the data for a
             bare model. Batches: dicts with ``input_ids`` (B, T), ``attention_mask`` (B, T) and
             ``labels`` ((B,) classes or (B, T) tokens with -100) or QA positions; DPO batches
@@ -317,7 +322,7 @@ def unlearn(task_or_model: Any, method: str, selector: str = "mape", sparsity: f
         ValueError: unknown method/selector, a method that does not fit the task (the message
             lists the methods that do), empty data, sparsity outside [0, 1).
     """
-    cfg = as_config(config)
+    cfg = as_config(config, task_or_model if is_task(task_or_model) else None)
     if not (isinstance(sparsity, (int, float)) and 0.0 <= float(sparsity) < 1.0):
         raise ValueError(f"sparsity must be in [0, 1), got {sparsity!r}")
     data, m = resolve_data(task_or_model, method, cfg, forget=forget, retain=retain, kind=kind,
@@ -369,9 +374,9 @@ def unlearn(task_or_model: Any, method: str, selector: str = "mape", sparsity: f
         if m.family == "second_order":
             eta = cfg.eta_for(masked)
             meta["eta"] = eta
-            info = run_so(work, sparse, data.forget.epoch(0), data.fisher_retain, data.kind,
+            info = run_so(work, sparse, data.forget.epoch(0), data.fisher_retain(), data.kind,
                           eta=eta, damping=cfg.damping, chunk=cfg.fisher_batch_size,
-                          progress=progress)
+                          progress=progress, engine=cfg.fisher_engine)
             row = {"step": 0, **info}
             if not info["finite"]:
                 error = "the SO update has NaN/inf entries (Fisher + damping too small?); not applied"
@@ -392,6 +397,7 @@ def unlearn(task_or_model: Any, method: str, selector: str = "mape", sparsity: f
             with sparse.attached():
                 outcome = finetune(m, ctx, forget=data.forget, retain=data.retain,
                                    params=sparse.trainable(), lr=lr, epochs=cfg.epochs,
+                                   schedule=cfg.lr_schedule,
                                    max_steps=cfg.max_steps, weight_decay=cfg.weight_decay,
                                    max_grad_norm=cfg.max_grad_norm, after_step=sparse.sync_,
                                    callbacks=callbacks, progress=progress, history=history)

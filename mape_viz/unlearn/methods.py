@@ -219,20 +219,18 @@ register(Method("rt", "retrain", None, "retain", ("retain",), loss=_retain_only,
 # The fine-tuning loop
 
 
-class NonFiniteLoss(RuntimeError):
-    """A loss or gradient became NaN/inf; the model keeps the last good state."""
-
-
 @dataclass
 class Source:
     """Batches of one data set, produced afresh for each epoch.
 
-    ``make(epoch) -> iterable of batches``; ``n_samples`` when known.
+    ``make(epoch) -> iterable of batches``; ``n_samples`` and ``n_batches`` (per epoch) when
+    known.
     """
 
     make: Callable[[int], Iterable[Batch]]
     n_samples: int | None = None
     name: str = ""
+    n_batches: int | None = None
 
     def epoch(self, e: int) -> Iterable[Batch]:
         return self.make(e)
@@ -274,10 +272,14 @@ def _terms_to_floats(terms: Mapping[str, torch.Tensor]) -> dict[str, float]:
 
 def finetune(method: Method, ctx: LossContext, *, forget: Source | None, retain: Source | None,
              params: Sequence[torch.Tensor], lr: float, epochs: int, max_steps: int,
+             schedule: str = "constant",
              weight_decay: float, max_grad_norm: float, after_step: Callable[[], None],
              callbacks: Sequence[Callback] = (), progress: bool = False,
              history: list[dict] | None = None) -> FinetuneOutcome:
-    """Run ``method``'s loss with AdamW (constant lr) over ``epochs`` of its driving set.
+    """Run ``method``'s loss with AdamW over ``epochs`` of its driving set.
+
+    ``schedule``: ``constant`` lr, or ``linear`` decay to 0 over the run (needs the driving
+    set's size; falls back to constant when it is unknown).
 
     ``after_step`` runs after every optimizer step (writes sparse values into the model).
     Before each step the loss terms and the gradient norm are checked; a NaN/inf stops the
@@ -298,10 +300,13 @@ def finetune(method: Method, ctx: LossContext, *, forget: Source | None, retain:
             raise ValueError(f"method {method.name!r} needs a retain set")
         side = cycle(retain)
     total = None
-    if drive.n_samples is not None and ctx.config.batch_size:
-        total = epochs * math.ceil(drive.n_samples / ctx.config.batch_size)
+    if drive.n_batches is not None:
+        total = epochs * drive.n_batches
         if max_steps:
             total = min(total, max_steps)
+    sched = None
+    if schedule == "linear" and total:
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1.0 - s / total))
     bar = tqdm(total=total, desc=method.name, disable=not progress, leave=False)
     step = 0
     try:
@@ -334,12 +339,14 @@ def finetune(method: Method, ctx: LossContext, *, forget: Source | None, retain:
                     row["stopped"] = True
                     out.history.append(row)
                     break
+                row["lr"] = opt.param_groups[0]["lr"]
                 opt.step()
+                if sched is not None:
+                    sched.step()
                 after_step()
                 if step == 0:
                     out.optimizer_state_bytes = optimizer_state_bytes(opt)
                 step += 1
-                row["lr"] = lr
                 row["seconds"] = time.perf_counter() - t0
                 for cb in callbacks:
                     extra = cb(step, ctx.model, row)

@@ -79,7 +79,9 @@ class SliceSpec:
 
 
 def head_param_names(model: nn.Module) -> list[str]:
-    """Parameters outside the base model: the task head (``classifier.*``, ``lm_head.*``...).
+    """The task head: parameters outside the base model (``classifier.*``, ``lm_head.*``,
+    ``qa_outputs.*``) plus the base model's ``pooler`` (BERT's pooler only feeds the
+    classifier; RoBERTa keeps the same layer as ``classifier.dense``).
 
     A head tied to the input embeddings (GPT-2, tied Llama) is left out: training it would
     train the embeddings.
@@ -88,7 +90,12 @@ def head_param_names(model: nn.Module) -> list[str]:
     if base is model:
         return []
     base_ids = {id(p) for p in base.parameters()}
-    return [n for n, p in model.named_parameters() if id(p) not in base_ids]
+    pooler = getattr(base, "pooler", None)
+    pooler_ids = {id(p) for p in pooler.parameters()} if isinstance(pooler, nn.Module) else set()
+    emb = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    emb_ids = {id(p) for p in emb.parameters()} if isinstance(emb, nn.Module) else set()
+    return [n for n, p in model.named_parameters()
+            if (id(p) not in base_ids or id(p) in pooler_ids) and id(p) not in emb_ids]
 
 
 def _role(module: nn.Module, attr: str, dim: int, name: str) -> tuple[str, bool]:

@@ -98,8 +98,8 @@ def successive(task_or_model: Any, requests: Sequence[Any], method: str,
     """
     if not requests:
         raise ValueError("no requests given")
-    cfg = as_config(config)
     task = task_or_model if is_task(task_or_model) else None
+    cfg = as_config(config, task)
     current = task.model if task is not None else task_or_model
     out = SuccessiveResult(model=current)
     if metrics is not None:
@@ -179,8 +179,8 @@ def successive_so(task_or_model: Any, requests: Sequence[Any],
     if selector not in ("mape", "full"):
         raise ValueError(f"successive_so supports selector 'mape' (Eq. 13 + Eq. 9) or 'full', "
                          f"got {selector!r}")
-    cfg = as_config(config)
     task = task_or_model if is_task(task_or_model) else None
+    cfg = as_config(config, task)
     theta_star = task.model if task is not None else task_or_model
     if not isinstance(theta_star, nn.Module):
         raise TypeError("successive_so takes a Task or a model")
@@ -210,7 +210,7 @@ def successive_so(task_or_model: Any, requests: Sequence[Any],
 
     t0 = time.perf_counter()
     S, n_retain = fisher_sum(base, sparse, d_batches, kind, cfg.fisher_batch_size,
-                             progress=progress, desc="Fisher on D")
+                             progress=progress, desc="Fisher on D", engine=cfg.fisher_engine)
     G = [torch.zeros_like(s) for s in S]
     if masked:
         d_stats = accumulate_mask_grads(base, d_batches, kind, max_factor=max_factor,
@@ -232,7 +232,7 @@ def successive_so(task_or_model: Any, requests: Sequence[Any],
         t1 = time.perf_counter()
         g_t, n_t = grad_sum(base, sparse, req, kind, progress)
         s_t, _ = fisher_sum(base, sparse, req, kind, cfg.fisher_batch_size, progress=progress,
-                            desc=f"Fisher of request {t}")
+                            desc=f"Fisher of request {t}", engine=cfg.fisher_engine)
         for a, b in zip(G, g_t):
             a += b
         for a, b in zip(S, s_t):
