@@ -241,8 +241,10 @@ def run_unlearn(ctx: AppContext, ids: list[int], method: str, selector: str, spa
     """
     from .unlearn import unlearn
 
+    # A constant lr: the app's defaults (app.py) were tuned with it; the engine's task
+    # defaults for the canary bench decay it linearly over longer runs.
     config = {"epochs": int(epochs), "batch_size": max(1, min(len(ids), 16)),
-              "score_max_retain": ctx.retain_for_scoring}
+              "score_max_retain": ctx.retain_for_scoring, "lr_schedule": "constant"}
     if lr:
         config["lr"] = float(lr)
     result = unlearn(ctx.task, method, selector=selector, sparsity=sparsity, config=config,
