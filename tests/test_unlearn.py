@@ -14,7 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import FAMILIES, VOCAB, make_batch, make_model
+from conftest import FAMILIES, make_batch, make_model
 from mape_viz.sitemaps import get_sites
 from mape_viz.types import ModuleMask
 from mape_viz.unlearn import (METHODS, SparseParams, UnlearnConfig, config_fields, fisher_sum,
@@ -314,7 +314,7 @@ def test_frozen_entries_bit_identical(family, method):
     if method == "dpo":
         forget = with_idk(forget)
     P0 = {n: p.detach().clone() for n, p in model.named_parameters()}
-    for selector in ("mape", "sure", "random"):
+    for selector in ("mape", "sure", "random", "magnitude"):
         res = unlearn(model, method, selector, 0.5, FROZEN_CFG, forget=forget, retain=retain)
         assert res.mask is not None and res.ok
         allowed = get_sites(model).param_masks(res.mask.heads, res.mask.filters, P0)
@@ -327,8 +327,9 @@ def test_frozen_entries_bit_identical(family, method):
                 assert torch.equal(p[~a], P0[n][~a]), f"{selector}: frozen entries of {n} moved"
                 changed += int((p[a] != P0[n][a]).sum())
         assert changed > 0 and changed == res.n_changed_params
-    # the input model is never modified
+    # the input model is never modified; the result has the input's requires_grad flags
     assert all(torch.equal(p, P0[n]) for n, p in model.named_parameters())
+    assert all(p.requires_grad for p in res.model.parameters())
 
 
 def test_include_head_trains_the_head_only_beyond_the_mask():

@@ -78,7 +78,7 @@ def test_rt_uses_the_retrained_model_and_so_runs(task, reference):
 
 def test_cli_on_the_embedded_task(tmp_path):
     from mape_viz.cli import main
-    from mape_viz.unlearn import load_run, read_run
+    from mape_viz.unlearn import read_run
 
     out = tmp_path / "run"
     assert main(["unlearn", "--task", "toy-sentiment", "--task-option", "forget=canaries",

@@ -25,15 +25,13 @@ from torch import nn
 from ..losses import infer_kind
 from ..types import ModuleMask, ModuleScores
 from .config import UnlearnConfig, as_config
-from .methods import (IDK_PREFIX, Callback, LossContext, Method, Source, check_method, finetune)
+from .methods import (IDK_PREFIX, LOSS_KINDS, Callback, LossContext, Method, Source, check_method,
+                      finetune)
 from .result import UnlearnResult, count_changed, fingerprint, whole_changes
 from .second_order import run_so
 from .sparse import SparseParams
 
 Batch = Mapping[str, Any]
-
-#: Task kinds whose training loss is another kind's.
-LOSS_KINDS = {"multiple_choice": "causal_lm"}
 
 #: Selector names accepted by ``unlearn`` besides the score selectors of ``mape_viz.scores``.
 FULL = "full"
@@ -406,6 +404,10 @@ def unlearn(task_or_model: Any, method: str, selector: str = "mape", sparsity: f
         sparse.detach_()
         changes = sparse.state() if masked else whole_changes(work)
     timings["unlearn_seconds"] = time.perf_counter() - t0
+    # hand the model back like the input came: same requires_grad flags, eval mode
+    flags = {n: p.requires_grad for n, p in model_in.named_parameters()}
+    for n, p in work.named_parameters():
+        p.requires_grad_(flags.get(n, p.requires_grad))
     work.eval()
     peak, peak_kind = meter.peak()
     seconds = time.perf_counter() - t_start

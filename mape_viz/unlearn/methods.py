@@ -82,14 +82,21 @@ def register(method: Method) -> Method:
     return method
 
 
+#: Task kinds whose training loss is another kind's (multiple choice trains on its text with
+#: the causal-LM loss).
+LOSS_KINDS = {"multiple_choice": "causal_lm"}
+
+
 def methods_for(kind: str) -> list[str]:
     """Names of the methods that fit a task kind."""
+    kind = LOSS_KINDS.get(kind, kind)
     return [n for n in METHODS.names() if METHODS.get(n).fits(kind)]
 
 
 def check_method(name: str, kind: str) -> Method:
     """The registered method ``name``; ``ValueError`` listing the fitting ones if it does not
     fit ``kind``."""
+    kind = LOSS_KINDS.get(kind, kind)
     m = METHODS.get(name)
     if not m.fits(kind):
         raise ValueError(f"method {name!r} does not fit a {kind} task (it needs "
