@@ -233,13 +233,7 @@ def _fisher_sum_hooks(model: nn.Module, sparse: SparseParams, batches: Iterable[
         for module, idx in sparse._by_module.items():
             handles.append(module.register_forward_hook(make(idx)))
         with torch.enable_grad():
-            for batch in tqdm(batches, desc=desc, disable=not progress, leave=False):
-                b = tensor_batch(batch, device)
-                if max_samples:
-                    room = max_samples - count
-                    if room <= 0:
-                        break
-                    b = {k: v[:room] for k, v in b.items()}
+            for b in _capped(batches, device, max_samples, desc, progress):
                 for part in _chunks(b, chunk):
                     out = model(**{k: v for k, v in part.items() if k in INPUT_KEYS})
                     losses = loss_from_output(out, part, kind)
@@ -251,6 +245,21 @@ def _fisher_sum_hooks(model: nn.Module, sparse: SparseParams, batches: Iterable[
             h.remove()
         model.train(was_training)
     return sums, count
+
+
+def _capped(batches: Iterable[Batch], device: torch.device, max_samples: int, desc: str,
+            progress: bool) -> Iterator[dict[str, torch.Tensor]]:
+    """Tensor batches on ``device``, cut so that at most ``max_samples`` samples (0 = all) pass."""
+    seen = 0
+    for batch in tqdm(batches, desc=desc, disable=not progress, leave=False):
+        b = tensor_batch(batch, device)
+        if max_samples:
+            room = max_samples - seen
+            if room <= 0:
+                return
+            b = {k: v[:room] for k, v in b.items()}
+        seen += _n(b)
+        yield b
 
 
 def _fisher_sum_vmap(model: nn.Module, sparse: SparseParams, batches: Iterable[Batch], kind: str,
@@ -277,13 +286,7 @@ def _fisher_sum_vmap(model: nn.Module, sparse: SparseParams, batches: Iterable[B
     model.eval()
     try:
         with sparse.attached(), vmap_friendly(model), torch.enable_grad():
-            for batch in tqdm(batches, desc=desc, disable=not progress, leave=False):
-                b = tensor_batch(batch, device)
-                if max_samples:
-                    room = max_samples - count
-                    if room <= 0:
-                        break
-                    b = {k: v[:room] for k, v in b.items()}
+            for b in _capped(batches, device, max_samples, desc, progress):
                 for part in _chunks(b, chunk):
                     gw, gs = per_sample(whole_vals, bases, part)
                     for s, g in zip(sums, list(gs) + list(gw)):
