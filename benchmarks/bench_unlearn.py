@@ -168,7 +168,7 @@ def worker_ga(spec: dict[str, Any]) -> dict[str, Any]:
     from mape_viz.unlearn import UnlearnConfig, unlearn
 
     model, forget, retain, dev = build(spec)
-    cfg = UnlearnConfig(epochs=1, max_steps=spec["steps"] + 1, score_max_retain=0,
+    cfg = UnlearnConfig(epochs=spec["steps"] + 1, max_steps=spec["steps"] + 1, score_max_retain=0,
                         score_batch_size=spec["batch_size"])
     mask = None
     mask_s = 0.0
