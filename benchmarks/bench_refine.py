@@ -41,7 +41,7 @@ import torch
 
 from mape_viz.refine import greedy_swap, greedy_swap_reference
 from mape_viz.selection import select_modules, warm_start
-from mape_viz.types import KINDS, ModuleScores, ModuleTerms
+from mape_viz.types import MODULE_KINDS, ModuleScores, ModuleTerms
 
 SHAPES: dict[str, dict[str, int]] = {
     "bert-base": {"L": 12, "H": 12, "F": 3072, "N": 512},
@@ -87,7 +87,7 @@ def bench_shape(name: str, L: int, H: int, F: int, N: int, ref_layers: int) -> l
     for refine in ("greedy", "converge"):
         m, w, c = timed(lambda refine=refine: select_modules(sc, SPARSITY, refine=refine))
         fast[refine] = m
-        drop = {k: float((m.cost_before[k] - m.cost_after[k]).sum()) for k in KINDS}
+        drop = {k: float((m.cost_before[k] - m.cost_after[k]).sum()) for k in MODULE_KINDS}
         rows.append(
             {
                 **base,
@@ -109,7 +109,7 @@ def bench_shape(name: str, L: int, H: int, F: int, N: int, ref_layers: int) -> l
     ref_w = ref_c = fast_w = fast_c = 0.0
     ref_swaps = 0
     matches = True
-    for kind in KINDS:
+    for kind in MODULE_KINDS:
         for l in range(n_ref):
             args = (sc.grad[kind][l], sc.factor[kind][:, l], ~warm[kind][l].numpy(), sc[kind][l])
             ref, w, c = timed(lambda args=args: greedy_swap_reference(*args, n_fisher=N, rounds=1))

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from .losses import per_sample_loss
 from .masking import apply_masks
 from .sitemaps import ModelSites, get_sites
+from .types import MODULE_KINDS
 
 
 @contextmanager
@@ -96,7 +97,7 @@ class MaskGradStats:
 
     @classmethod
     def empty(cls, sites: ModelSites) -> "MaskGradStats":
-        zeros = {k: torch.zeros(sites.shape(k), dtype=torch.float64) for k in ("heads", "filters")}
+        zeros = {k: torch.zeros(sites.shape(k), dtype=torch.float64) for k in MODULE_KINDS}
         return cls(grad_sum=zeros, sq_sum={k: v.clone() for k, v in zeros.items()})
 
     def add(self, heads: torch.Tensor, filters: torch.Tensor, losses: torch.Tensor,

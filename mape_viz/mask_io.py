@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from mape_viz.types import KINDS, ModuleMask, ModuleTerms, SwapRecord
+from mape_viz.types import MODULE_KINDS, ModuleMask, ModuleTerms, SwapRecord
 
 FORMAT = "mape_viz.ModuleMask"
 VERSION = 1
@@ -68,7 +68,7 @@ def save_mask(mask: ModuleMask, path: str | os.PathLike, overwrite: bool = False
             )
 
     tensors: dict[str, torch.Tensor] = {}
-    for kind in KINDS:
+    for kind in MODULE_KINDS:
         tensors[kind] = _bool_tensor(mask[kind], kind)
         if mask.warm_start is not None:
             tensors[f"warm_start.{kind}"] = _bool_tensor(mask.warm_start[kind], f"warm_start.{kind}")
@@ -143,7 +143,7 @@ def load_mask(path: str | os.PathLike) -> ModuleMask:
     tensors = load_file(str(path / TENSORS_FILE))
     warm = None
     if doc.get("has_warm_start"):
-        warm = ModuleTerms(**{k: tensors[f"warm_start.{k}"] for k in KINDS})
+        warm = ModuleTerms(**{k: tensors[f"warm_start.{k}"] for k in MODULE_KINDS})
     costs: dict[str, dict[str, torch.Tensor]] = {"cost_before": {}, "cost_after": {}}
     for key, t in tensors.items():
         name, _, kind = key.partition(".")

@@ -1,9 +1,9 @@
-"""Head and filter masks installed as forward pre-hooks (DESIGN §1).
+"""Head and filter masks installed as forward pre-hooks (docs/design.md §1).
 
 transformers 5 dropped ``head_mask`` (and silently ignores it), so masks scale the input of
 the attention output projection (viewed as (B, T, H, d_head)) and of the FFN down projection
-((B, T, F)). Hooks live only inside the ``with`` block: every handle is tracked and removed in
-``finally``, even when the forward pass raises.
+((B, T, F)). Hooks live only inside the ``with`` block (:func:`mape_viz.hooks.temporary_hooks`
+removes every one of them, even when the forward pass raises).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Iterator
 import torch
 from torch import nn
 
+from .hooks import temporary_hooks
 from .sitemaps import ModelSites, get_sites
 
 
@@ -72,7 +73,6 @@ def apply_masks(model: nn.Module, heads: torch.Tensor | None = None,
     sites = sites or get_sites(model)
     hooks = MaskHooks(sites)
     hooks.set(heads, filters)
-    handles = []
 
     def make(layer: int, kind: str, n_units: int):
         def pre_hook(module: nn.Module, args: tuple):
@@ -82,13 +82,8 @@ def apply_masks(model: nn.Module, heads: torch.Tensor | None = None,
             return (_scale(args[0], mask[..., layer, :], n_units),) + tuple(args[1:])
         return pre_hook
 
-    try:
+    with temporary_hooks() as installed:
         for layer in range(sites.n_layers):
-            handles.append(sites.attn_out(layer).register_forward_pre_hook(
-                make(layer, "heads", sites.n_heads)))
-            handles.append(sites.ffn_out(layer).register_forward_pre_hook(
-                make(layer, "filters", sites.n_filters)))
+            installed.forward_pre(sites.attn_out(layer), make(layer, "heads", sites.n_heads))
+            installed.forward_pre(sites.ffn_out(layer), make(layer, "filters", sites.n_filters))
         yield hooks
-    finally:
-        for h in handles:
-            h.remove()

@@ -25,10 +25,14 @@ from .gradients import accumulate_mask_grads, frozen
 from .losses import per_sample_loss
 from .registry import Registry
 from .sitemaps import ModelSites, get_sites, per_module_sq_norm
-from .types import ModuleScores, ModuleTerms
+from .types import MODULE_KINDS, ModuleScores, ModuleTerms
 
 Batches = Iterable[Mapping[str, Any]]
-OBJECTIVES = ("mlr", "mlf")
+#: objective name -> what it is for (the one list every front end offers).
+OBJECTIVES: dict[str, str] = {
+    "mlf": "MLF (Eq. 17): g on the retain set, Fisher on the forget set; for GA/GD/NPO/DPO",
+    "mlr": "MLR (Eq. 8): g on the forget set, Fisher on the retain set; for second-order (SO)",
+}
 
 #: selector name -> function(model, forget, retain, sites, **options) -> ModuleScores
 SELECTORS: Registry[Callable[..., ModuleScores]] = Registry("selector")
@@ -57,7 +61,7 @@ def score_modules(model: nn.Module, forget: Batches, retain: Batches, objective:
         ``ModuleScores`` with ``.heads`` (L, H) and ``.filters`` (L, F).
     """
     if objective not in OBJECTIVES:
-        raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
+        raise ValueError(f"objective must be one of {list(OBJECTIVES)}, got {objective!r}")
     fn = SELECTORS.get(selector)
     sites = get_sites(model)
     t0 = time.perf_counter()
@@ -88,7 +92,7 @@ def _mape(model: nn.Module, forget: Batches, retain: Batches, *, sites: ModelSit
     grad = _terms(g_stats.grad_sum)
     fisher = _terms({k: v / f_stats.count for k, v in f_stats.sq_sum.items()})
     factor = {}
-    for k in ("heads", "filters"):
+    for k in MODULE_KINDS:
         rows = f_stats.factor_tensor(k)
         factor[k] = rows * math.sqrt(f_stats.count / max(rows.shape[0], 1))
     return ModuleScores(
@@ -140,7 +144,7 @@ def _magnitude(model: nn.Module, forget: Batches, retain: Batches, *, sites: Mod
 def _random(model: nn.Module, forget: Batches, retain: Batches, *, sites: ModelSites,
             objective: str, seed: int, **_: Any) -> ModuleScores:
     gen = torch.Generator().manual_seed(seed)
-    vals = {k: torch.rand(sites.shape(k), generator=gen, dtype=torch.float64) for k in ("heads", "filters")}
+    vals = {k: torch.rand(sites.shape(k), generator=gen, dtype=torch.float64) for k in MODULE_KINDS}
     return _plain_scores(sites, vals, "random", objective, {"seed": seed})
 
 
@@ -152,6 +156,6 @@ def _plain_scores(sites: ModelSites, vals: dict[str, torch.Tensor], selector: st
 
 
 def _all_slices(sites: ModelSites):
-    for kind in ("heads", "filters"):
+    for kind in MODULE_KINDS:
         for layer in range(sites.n_layers):
             yield from sites.module_slices(kind, layer, 0)

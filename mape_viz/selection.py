@@ -33,7 +33,7 @@ from mape_viz.refine import (
     swap_delta,
     swaps_between,
 )
-from mape_viz.types import KINDS, ModuleMask, ModuleScores, ModuleTerms, SwapRecord
+from mape_viz.types import MODULE_KINDS, ModuleMask, ModuleScores, ModuleTerms, SwapRecord
 
 __all__ = [
     "GRANULARITIES",
@@ -49,12 +49,17 @@ __all__ = [
 GRANULARITIES: dict[str, tuple[str, ...]] = {
     "heads": ("heads",),
     "filters": ("filters",),
-    "both": ("heads", "filters"),
+    "both": MODULE_KINDS,
 }
 
-#: ``refine`` options: None = warm start only; "greedy" = the paper's one round;
-#: "converge" = rounds until none improves; "exact" = enumerate head layers (filters converge).
-REFINE_MODES: tuple[str | None, ...] = (None, "greedy", "converge", "exact")
+#: ``refine`` options -> what they do (the one list every front end offers). ``None`` is
+#: accepted as an alias of ``"none"``.
+REFINE_MODES: dict[str, str] = {
+    "greedy": "one round of greedy swaps per layer (the paper's Eq. 9)",
+    "converge": "greedy rounds until no swap improves the layer cost",
+    "exact": "head layers by enumeration (filters converge); reports the greedy's gap",
+    "none": "the global warm start only (Eq. 8 top-k)",
+}
 
 # ⌈(1−S)·n⌉ with float error: (1 − 0.9)·10 = 0.9999999999999998 must give 1, and
 # (1 − 0.7)·10 = 3.0000000000000004 must give 3, so subtract a hair before the ceiling.
@@ -98,7 +103,7 @@ def _check_scores(scores: ModuleScores) -> dict[str, tuple[int, int]]:
     if not isinstance(scores, ModuleScores):
         raise TypeError(f"scores must be a mape_viz.types.ModuleScores, got {type(scores).__name__}")
     shapes: dict[str, tuple[int, int]] = {}
-    for kind in KINDS:
+    for kind in MODULE_KINDS:
         s = scores[kind]
         if not isinstance(s, torch.Tensor) or s.ndim != 2:
             raise ValueError(f"scores.{kind} must be a 2-D tensor (L, n), got {getattr(s, 'shape', type(s))}")
@@ -154,7 +159,7 @@ def warm_start(scores: ModuleScores, sparsity: float = 0.9, granularity: str = "
 
 def _warm_start(scores: ModuleScores, sparsity: float, kinds: tuple[str, ...]) -> ModuleTerms:
     out = {}
-    for kind in KINDS:
+    for kind in MODULE_KINDS:
         sc = scores[kind]
         mask = np.zeros(sc.numel(), dtype=bool)
         if kind in kinds:
@@ -180,7 +185,7 @@ def select_modules(
             (without it, the diagonal ``fisher``).
         sparsity: fraction S ∈ [0, 1) of modules frozen, per kind.
         granularity: ``"heads"`` (all filters frozen), ``"filters"`` (all heads frozen), ``"both"``.
-        refine: ``None`` (warm start only), ``"greedy"`` (one round, the paper's),
+        refine: ``"none"`` or ``None`` (warm start only), ``"greedy"`` (one round, the paper's),
             ``"converge"`` (rounds until no improving swap), ``"exact"`` (head layers by
             enumeration of all C(H, |P_l|) frozen sets, filters by ``"converge"``; the greedy's
             per-layer optimality gap goes to ``meta["exact_gap"]["heads"]``).
@@ -201,8 +206,9 @@ def select_modules(
 def _select(scores: ModuleScores, sparsity: Any, granularity: Any, refine: Any, seed: Any) -> ModuleMask:
     s = _check_sparsity(sparsity)
     kinds = _check_granularity(granularity)
-    if refine not in REFINE_MODES:
-        raise ValueError(f"refine must be one of {list(REFINE_MODES)}, got {refine!r}")
+    if refine is not None and (not isinstance(refine, str) or refine not in REFINE_MODES):
+        raise ValueError(f"refine must be one of {list(REFINE_MODES)} (or None), got {refine!r}")
+    refine = None if refine == "none" else refine
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
         raise ValueError(f"seed must be an int or None, got {seed!r}")
     shapes = _check_scores(scores)
@@ -217,7 +223,7 @@ def _select(scores: ModuleScores, sparsity: Any, granularity: Any, refine: Any, 
     swaps: list[SwapRecord] = []
     rounds: dict[str, list[int]] = {}
     exact_gap: dict[str, list[float]] = {}
-    for kind in KINDS:
+    for kind in MODULE_KINDS:
         L = shapes[kind][0]
         final = warm[kind].clone()
         before = torch.zeros(L, dtype=torch.float64)
@@ -243,15 +249,15 @@ def _select(scores: ModuleScores, sparsity: Any, granularity: Any, refine: Any, 
 
     meta: dict[str, Any] = {
         "family": scores.family,
-        "shapes": {k: list(shapes[k]) for k in KINDS},
+        "shapes": {k: list(shapes[k]) for k in MODULE_KINDS},
         "sparsity": s,
         "objective": scores.objective,
         "selector": scores.selector,
         "granularity": granularity,
         "refine": refine,
         "seed": None if seed is None else int(seed),
-        "n_selected": {k: int(masks[k].sum()) for k in KINDS},
-        "fisher": {k: "diagonal" if scores.factor is None or scores.factor[k] is None else "block" for k in KINDS},
+        "n_selected": {k: int(masks[k].sum()) for k in MODULE_KINDS},
+        "fisher": {k: "diagonal" if scores.factor is None or scores.factor[k] is None else "block" for k in MODULE_KINDS},
         "rounds": rounds,
         "n_swaps": len(swaps),
         "time_s": time.perf_counter() - t0,

@@ -23,6 +23,8 @@ from typing import Iterator
 import torch
 from torch import nn
 
+from .types import MODULE_KINDS
+
 
 @dataclass(frozen=True)
 class ParamSlice:
@@ -326,7 +328,7 @@ def per_module_sq_norm(sites: ModelSites, tensors: dict[str, torch.Tensor]) -> d
     Returns:
         {"heads": (L, H), "filters": (L, F)} float64 on CPU.
     """
-    out = {k: torch.zeros(sites.shape(k), dtype=torch.float64) for k in ("heads", "filters")}
+    out = {k: torch.zeros(sites.shape(k), dtype=torch.float64) for k in MODULE_KINDS}
     width = {"head": sites.n_heads * sites.d_head, "kv_head": sites.n_kv_heads * sites.d_head}
     for kind, specs in (("heads", sites.sitemap.head_params), ("filters", sites.sitemap.filter_params)):
         n_units = out[kind].shape[1]

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-KINDS = ("heads", "filters")
+MODULE_KINDS = ("heads", "filters")
 
 
 @dataclass
@@ -23,8 +23,8 @@ class ModuleTerms:
     filters: torch.Tensor
 
     def __getitem__(self, kind: str) -> torch.Tensor:
-        if kind not in KINDS:
-            raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+        if kind not in MODULE_KINDS:
+            raise ValueError(f"kind must be one of {MODULE_KINDS}, got {kind!r}")
         return getattr(self, kind)
 
 
@@ -61,13 +61,13 @@ class ModuleScores:
     meta: dict[str, Any] = field(default_factory=dict)
 
     def __getitem__(self, kind: str) -> torch.Tensor:
-        if kind not in KINDS:
-            raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+        if kind not in MODULE_KINDS:
+            raise ValueError(f"kind must be one of {MODULE_KINDS}, got {kind!r}")
         return getattr(self, kind)
 
     @property
     def shape(self) -> dict[str, tuple[int, int]]:
-        return {k: tuple(self[k].shape) for k in KINDS}
+        return {k: tuple(self[k].shape) for k in MODULE_KINDS}
 
 
 @dataclass
@@ -110,9 +110,9 @@ class ModuleMask:
     meta: dict[str, Any] = field(default_factory=dict)
 
     def __getitem__(self, kind: str) -> torch.Tensor:
-        if kind not in KINDS:
-            raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+        if kind not in MODULE_KINDS:
+            raise ValueError(f"kind must be one of {MODULE_KINDS}, got {kind!r}")
         return getattr(self, kind)
 
     def n_selected(self) -> dict[str, int]:
-        return {k: int(self[k].sum()) for k in KINDS}
+        return {k: int(self[k].sum()) for k in MODULE_KINDS}

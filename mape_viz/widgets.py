@@ -34,7 +34,7 @@ import ipywidgets as W
 import plotly.graph_objects as go
 
 from . import viz
-from .types import KINDS, ModuleMask, ModuleScores
+from .types import MODULE_KINDS, ModuleMask, ModuleScores
 
 __all__ = ["FigurePane", "ModuleExplorer", "UnlearnPanel", "default_predict", "REFINE_OPTIONS"]
 
@@ -202,7 +202,7 @@ class ModuleExplorer(_Widget):
                                style=style),
             "filter_mode": W.ToggleButtons(options=["sorted", "binned"], value=filter_mode,
                                            description="filters", style=style),
-            "kind": W.ToggleButtons(options=list(KINDS), value="heads",
+            "kind": W.ToggleButtons(options=list(MODULE_KINDS), value="heads",
                                     description="g vs F / warm start of", style=style),
         }
         self.status = W.HTML()
@@ -287,7 +287,7 @@ class ModuleExplorer(_Widget):
             return
         self.error = None
         n = mask.n_selected()
-        sizes = {k: int(mask[k].numel()) for k in KINDS}
+        sizes = {k: int(mask[k].numel()) for k in MODULE_KINDS}
         c = self.controls
         self.status.value = (
             f"<b>{html.escape(c['selector'].value)}</b> / {html.escape(c['objective'].value)} · "

@@ -19,7 +19,7 @@ import torch
 from mape_viz import refine as R
 from mape_viz.mask_io import JSON_FILE, load_mask, save_mask
 from mape_viz.selection import layer_cost, n_to_select, select_modules, swap_delta, warm_start
-from mape_viz.types import KINDS, ModuleMask, ModuleScores, ModuleTerms
+from mape_viz.types import MODULE_KINDS, ModuleMask, ModuleScores, ModuleTerms
 
 # ----------------------------------------------------------------------------------------------
 # helpers
@@ -71,7 +71,7 @@ def scale_of(g: np.ndarray, F: np.ndarray) -> float:
 def replay(mask: ModuleMask, scores: ModuleScores) -> None:
     """Replay the swaps on the warm start: each recorded Δ must equal the cost change it causes,
     and the replay must end at the returned mask."""
-    frozen = {k: (~mask.warm_start[k]).numpy().copy() for k in KINDS}
+    frozen = {k: (~mask.warm_start[k]).numpy().copy() for k in MODULE_KINDS}
     for s in mask.swaps:
         fr = frozen[s.kind][s.layer]
         assert fr[s.entered] and not fr[s.left], "a swap must bring in a frozen module for a selected one"
@@ -81,7 +81,7 @@ def replay(mask: ModuleMask, scores: ModuleScores) -> None:
         after = direct_cost(g, F, fr)
         assert s.delta == pytest.approx(after - before, rel=1e-9, abs=1e-10 * scale_of(g, F))
         assert s.delta < 0
-    for k in KINDS:
+    for k in MODULE_KINDS:
         assert np.array_equal(~frozen[k], mask[k].numpy())
 
 
@@ -231,7 +231,7 @@ def test_costs_never_rise_and_swaps_replay(refine, seed):
     sc = make_scores(L=3, H=8, F=60, N=16, seed=seed)
     m = select_modules(sc, 0.75, refine=refine)
     assert m.swaps, "random problems of this size should have improving swaps"
-    for kind in KINDS:
+    for kind in MODULE_KINDS:
         for l in range(3):
             g, F = layer_g(sc, kind, l), block_F(sc, kind, l)
             before = direct_cost(g, F, ~m.warm_start[kind][l].numpy())
@@ -248,7 +248,7 @@ def test_converge_leaves_no_improving_swap():
     sc = make_scores(L=2, H=8, F=30, N=12, seed=3)
     m = select_modules(sc, 0.6, refine="converge")
     assert max(max(r) for r in m.meta["rounds"].values()) >= 2
-    for kind in KINDS:
+    for kind in MODULE_KINDS:
         for l in range(2):
             g, F = layer_g(sc, kind, l), block_F(sc, kind, l)
             fr = ~m[kind][l].numpy()
@@ -357,7 +357,7 @@ def test_layer_cost_and_swap_delta_agree_across_fisher_forms():
 def test_costs_compare_exactly_across_modes():
     sc = make_scores(seed=2)
     modes = {r: select_modules(sc, 0.7, refine=r) for r in (None, "greedy", "converge", "exact")}
-    for kind in KINDS:
+    for kind in MODULE_KINDS:
         for m in modes.values():  # the same warm start, priced by the same formula
             assert torch.equal(m.cost_before[kind], modes[None].cost_before[kind])
         assert bool((modes["converge"].cost_after[kind] <= modes["greedy"].cost_after[kind] + 1e-9).all())
@@ -387,7 +387,7 @@ def test_diagonal_fallback_without_factor():
     m = select_modules(sc, 0.8, refine="converge")
     assert m.swaps == []  # scores = g + ½F rank exactly like the diagonal cost
     assert m.meta["fisher"] == {"heads": "diagonal", "filters": "diagonal"}
-    for kind in KINDS:
+    for kind in MODULE_KINDS:
         assert torch.equal(m[kind], m.warm_start[kind])
         for l in range(3):
             g, F = layer_g(sc, kind, l), block_F(sc, kind, l)
@@ -484,7 +484,7 @@ def test_bad_scores():
 
 
 def assert_masks_equal(a: ModuleMask, b: ModuleMask) -> None:
-    for kind in KINDS:
+    for kind in MODULE_KINDS:
         assert a[kind].dtype == b[kind].dtype == torch.bool and torch.equal(a[kind], b[kind])
         assert torch.equal(a.warm_start[kind], b.warm_start[kind])
     for x, y in ((a.cost_before, b.cost_before), (a.cost_after, b.cost_after)):

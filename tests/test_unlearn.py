@@ -194,11 +194,12 @@ def test_linear_schedule_equals_plain_loop():
 def test_task_defaults_sit_between_paper_defaults_and_the_caller():
     from types import SimpleNamespace
 
-    from mape_viz.unlearn import TASK_DEFAULTS, as_config
+    from mape_viz.presets import preset_targets
+    from mape_viz.unlearn import as_config
 
     canaries = SimpleNamespace(name="toy-sentiment", meta={"options": {"forget": "canaries"}})
     rand = SimpleNamespace(name="toy-sentiment", meta={"options": {"forget": "random"}})
-    tuned = TASK_DEFAULTS[("toy-sentiment", "canaries")]
+    tuned = preset_targets("toy-sentiment", "library", forget="canaries")["*"]
     assert as_config(None, canaries).lr == tuned["lr"]
     assert as_config({"lr": 1e-4}, canaries).lr == 1e-4
     assert as_config({"lr": 1e-4}, canaries).epochs == tuned["epochs"]

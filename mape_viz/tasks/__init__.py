@@ -7,7 +7,7 @@ tasks (hub name or local files): ``glue/sst2``, ``glue/mnli``, ``glue/qqp``, ``s
 """
 
 from . import real, real_lm, tiny_tofu, toy_sentiment  # noqa: F401  (register the tasks)
-from .base import KINDS, TASKS, Task, load_task
+from .base import TASK_KINDS, TASKS, Task, load_task
 from .cache import cache_root
 from .collate import (
                       CausalLMCollator,
@@ -21,7 +21,7 @@ from .tiny_models import TinyBertSpec, TinyLlamaSpec
 from .tofu_data import TofuSpec, generate_tofu
 from .train import TrainConfig, train_model
 
-__all__ = ["KINDS", "TASKS", "CausalLMCollator", "ClassificationCollator",
+__all__ = ["TASK_KINDS", "TASKS", "CausalLMCollator", "ClassificationCollator",
            "ExtractiveQACollator", "HubUnavailableError", "MultipleChoiceCollator",
            "SentimentSpec", "Task", "TinyBertSpec", "TinyLlamaSpec", "TofuSpec", "TrainConfig",
            "cache_root", "generate_sentiment", "generate_tofu", "load_task", "train_model"]

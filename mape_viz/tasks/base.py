@@ -15,7 +15,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from ..registry import Registry
 
-KINDS = ("classification", "causal_lm", "extractive_qa", "multiple_choice")
+TASK_KINDS = ("classification", "causal_lm", "extractive_qa", "multiple_choice")
 
 Collate = Callable[[list[dict[str, Any]]], dict[str, torch.Tensor]]
 
@@ -62,8 +62,8 @@ class Task:
     meta: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
+        if self.kind not in TASK_KINDS:
+            raise ValueError(f"kind must be one of {TASK_KINDS}, got {self.kind!r}")
 
     def split(self, name: str) -> Dataset:
         """``"forget"``, ``"retain"``, ``"test"`` or an ``extras`` key -> that dataset."""

@@ -11,7 +11,7 @@ Public API:
 - :class:`SparseParams` — the sparse parametrisation that keeps frozen entries bit-identical.
 """
 
-from .config import TASK_DEFAULTS, UnlearnConfig, as_config, config_fields, task_defaults
+from .config import UnlearnConfig, as_config, config_fields
 from .engine import make_mask, resolve_data, selector_names, unlearn
 from .methods import METHODS, Method, check_method, methods_for
 from .result import UnlearnResult, load_run, read_run, save_run
@@ -20,9 +20,9 @@ from .sparse import SparseParams, head_param_names, slice_specs
 from .successive import SuccessiveResult, successive, successive_so
 
 __all__ = [
-    "METHODS", "TASK_DEFAULTS", "Method", "SparseParams", "SuccessiveResult", "UnlearnConfig",
+    "METHODS", "Method", "SparseParams", "SuccessiveResult", "UnlearnConfig",
     "UnlearnResult", "as_config", "check_method", "config_fields", "fisher_sum", "grad_sum",
     "head_param_names", "load_run", "make_mask", "methods_for", "read_run", "resolve_data",
     "run_so", "save_run", "selector_names", "slice_specs", "so_update", "successive",
-    "successive_so", "task_defaults", "unlearn",
+    "successive_so", "unlearn",
 ]

@@ -20,6 +20,13 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from ..presets import preset_values
+from ..selection import GRANULARITIES, REFINE_MODES
+from .second_order import FISHER_ENGINES
+
+#: ``lr_schedule`` options: a constant lr, or linear decay to 0 over the run (no warm-up).
+LR_SCHEDULES = ("constant", "linear")
+
 #: Paper (Appendix D.2, traditional tasks): full fine-tuning lr ∈ [1e-5, 5e-5], module-aware
 #: ∈ [1e-4, 5e-4]. Our defaults are tuned on ``toy-sentiment`` inside those ranges (upper end:
 #: the toy forget set is small, so 3 epochs are only a few steps).
@@ -76,9 +83,9 @@ class UnlearnConfig:
 
     # select
     refine: str = _f("greedy", "MAPE mask refinement (Eq. 9)", "select",
-                     choices=("greedy", "converge", "exact", "none"))
+                     choices=tuple(REFINE_MODES))
     granularity: str = _f("both", "modules a mask may select", "select",
-                          choices=("both", "heads", "filters"))
+                          choices=tuple(GRANULARITIES))
     score_batch_size: int = _f(32, "batch size of the scoring passes", "select")
     score_max_retain: int = _f(1024, "score on at most this many retain samples (0 = all)",
                                "select")
@@ -91,7 +98,7 @@ class UnlearnConfig:
     fisher_max_samples: int = _f(0, "retain samples for the Fisher (0 = all of D_r)", "so")
     fisher_engine: str = _f("auto", "per-sample gradients: vmap (torch.func), hooks (slices "
                             "only) or auto (hooks for MAPE-SO, vmap otherwise)", "so",
-                            choices=("auto", "vmap", "hooks"))
+                            choices=FISHER_ENGINES)
     # fine-tuning
     epochs: int = _f(3, "passes over the driving set (paper: 3 for traditional tasks)", "finetune")
     lr: float | None = _f(None, "AdamW learning rate (default 5e-5 full, 5e-4 module-aware)",
@@ -100,7 +107,7 @@ class UnlearnConfig:
     retain_batch_size: int = _f(0, "retain samples per step (GD / NPO+retain; 0 = batch_size)",
                                 "finetune")
     lr_schedule: str = _f("constant", "learning-rate schedule over the run", "finetune",
-                          choices=("constant", "linear"))
+                          choices=LR_SCHEDULES)
     weight_decay: float = _f(0.01, "AdamW weight decay (trained entries only)", "finetune")
     max_grad_norm: float = _f(1.0, "gradient clipping norm (0 = off)", "finetune")
     max_steps: int = _f(0, "stop after this many steps (0 = no limit)", "finetune")
@@ -113,17 +120,14 @@ class UnlearnConfig:
 
     def __post_init__(self) -> None:
         problems = []
-        if self.refine not in ("greedy", "converge", "exact", "none", None):
-            problems.append(f"refine={self.refine!r} (accepted: greedy, converge, exact, none)")
-        if self.granularity not in ("both", "heads", "filters"):
-            problems.append(f"granularity={self.granularity!r} (accepted: both, heads, filters)")
+        for f in dataclasses.fields(self):
+            choices = f.metadata.get("choices")
+            value = getattr(self, f.name)
+            if choices and value not in choices and not (f.name == "refine" and value is None):
+                problems.append(f"{f.name}={value!r} (accepted: {', '.join(choices)})")
         for name in ("score_batch_size", "fisher_batch_size", "batch_size", "epochs"):
             if int(getattr(self, name)) < 1:
                 problems.append(f"{name}={getattr(self, name)!r} (must be >= 1)")
-        if self.fisher_engine not in ("auto", "vmap", "hooks"):
-            problems.append(f"fisher_engine={self.fisher_engine!r} (accepted: auto, vmap, hooks)")
-        if self.lr_schedule not in ("constant", "linear"):
-            problems.append(f"lr_schedule={self.lr_schedule!r} (accepted: constant, linear)")
         for name in ("score_max_retain", "fisher_max_samples", "max_steps", "retain_batch_size"):
             if int(getattr(self, name)) < 0:
                 problems.append(f"{name}={getattr(self, name)!r} (must be >= 0)")
@@ -169,45 +173,23 @@ class UnlearnConfig:
         return dataclasses.replace(self, **changes)
 
 
-#: Tuned defaults for embedded tasks, laid over the paper defaults when ``unlearn`` gets that
-#: task and no explicit ``UnlearnConfig`` (a dict config is laid over these in turn).
-#: Key: (task name, the task's ``forget`` option or None for any).
-#:
-#: toy-sentiment / canaries: the 32 canaries are memorised to the logit cap of a tiny BERT
-#: (frozen tanh pooler + classifier), so 3 epochs at the paper's lr move nothing; GD/NPO
-#: need ~160 small-batch steps with a decaying lr, and a bigger retain batch per step to keep
-#: the rule (test accuracy). Tuned on MAPE-GD at 90 % sparsity (see tests/test_unlearn_slow.py).
-TASK_DEFAULTS: dict[tuple[str, str | None], dict[str, Any]] = {
-    ("toy-sentiment", "canaries"): dict(lr=1e-2, epochs=40, batch_size=4, retain_batch_size=32,
-                                        lr_schedule="linear", score_max_retain=0,
-                                        npo_retain_weight=1.0),
-}
-
-
-def task_defaults(task: Any) -> dict[str, Any]:
-    """The :data:`TASK_DEFAULTS` entry for a task object (empty when none applies)."""
-    name = getattr(task, "name", None)
-    meta = getattr(task, "meta", None) or {}
-    options = meta.get("options", {}) if isinstance(meta, Mapping) else {}
-    forget = options.get("forget") if isinstance(options, Mapping) else None
-    forget = forget if isinstance(forget, str) else None
-    return dict(TASK_DEFAULTS.get((name, forget), TASK_DEFAULTS.get((name, None), {})))
-
-
 def config_fields() -> list[dataclasses.Field]:
     """The fields of :class:`UnlearnConfig`, in order (for the CLI and the app)."""
     return list(dataclasses.fields(UnlearnConfig))
 
 
-def as_config(config: UnlearnConfig | Mapping[str, Any] | None, task: Any = None) -> UnlearnConfig:
+def as_config(config: UnlearnConfig | Mapping[str, Any] | None, task: Any = None, *,
+              method: str | None = None, selector: str | None = None, masked: bool = False,
+              front_end: str = "library") -> UnlearnConfig:
     """The run's config.
 
-    ``None`` → paper defaults with the task's :data:`TASK_DEFAULTS` on top; a dict → the same
-    with the dict on top; an ``UnlearnConfig`` → itself (explicit: no task defaults).
+    ``None`` → paper defaults with ``front_end``'s presets for ``task`` on top
+    (:mod:`mape_viz.presets`, the rows that target this method / selector / masked run); a
+    dict → the same with the dict on top; an ``UnlearnConfig`` → itself (explicit: no presets).
     """
     if isinstance(config, UnlearnConfig):
         return config
-    base = task_defaults(task) if task is not None else {}
+    base = preset_values(task, front_end, method, selector, masked) if task is not None else {}
     if config is None:
         return UnlearnConfig.from_dict(base)
     if isinstance(config, Mapping):

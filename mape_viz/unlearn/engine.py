@@ -25,7 +25,7 @@ from torch import nn
 from ..losses import infer_kind
 from ..types import ModuleMask, ModuleScores
 from .config import UnlearnConfig, as_config
-from .methods import (IDK_PREFIX, LOSS_KINDS, Callback, LossContext, Method, Source, check_method,
+from .methods import (IDK_PREFIX, LOSS_KINDS, METHODS, Callback, LossContext, Method, Source, check_method,
                       finetune)
 from .result import UnlearnResult, count_changed, fingerprint, whole_changes
 from .second_order import run_so
@@ -298,7 +298,8 @@ def unlearn(task_or_model: Any, method: str, selector: str = "mape", sparsity: f
             Ignored (with a warning) for ``rt``, which always retrains fully.
         sparsity: fraction of modules (per kind) left frozen, in [0, 1).
         config: ``UnlearnConfig`` (used as is), or a dict of its fields laid over the defaults
-            (the paper's, plus ``TASK_DEFAULTS`` for a known embedded task), or None.
+            (the paper's, plus the ``library`` presets of :mod:`mape_viz.presets` for a known
+            embedded task), or None.
         forget, retain: override the task's sets (a ``Dataset`` or batches), or the data for a
             bare model. Batches: dicts with ``input_ids`` (B, T), ``attention_mask`` (B, T) and
             ``labels`` ((B,) classes or (B, T) tokens with -100) or QA positions; DPO batches
@@ -320,15 +321,18 @@ def unlearn(task_or_model: Any, method: str, selector: str = "mape", sparsity: f
         ValueError: unknown method/selector, a method that does not fit the task (the message
             lists the methods that do), empty data, sparsity outside [0, 1).
     """
-    cfg = as_config(config, task_or_model if is_task(task_or_model) else None)
     if not (isinstance(sparsity, (int, float)) and 0.0 <= float(sparsity) < 1.0):
         raise ValueError(f"sparsity must be in [0, 1), got {sparsity!r}")
-    data, m = resolve_data(task_or_model, method, cfg, forget=forget, retain=retain, kind=kind,
-                           seed=seed)
     if mask is not None:
         selector = "given"
     elif selector not in selector_names():
         raise ValueError(f"unknown selector {selector!r}; known: {', '.join(selector_names())}")
+    METHODS.get(method)
+    masked = mask is not None or (selector != FULL and METHODS.get(method).family != "retrain")
+    cfg = as_config(config, task_or_model if is_task(task_or_model) else None, method=method,
+                    selector=selector, masked=masked)
+    data, m = resolve_data(task_or_model, method, cfg, forget=forget, retain=retain, kind=kind,
+                           seed=seed)
     if m.family == "retrain" and (selector != FULL):
         warnings.warn(f"method 'rt' retrains the whole model; selector {selector!r} ignored",
                       stacklevel=2)

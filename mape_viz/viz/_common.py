@@ -11,7 +11,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import plotly.graph_objects as go
 
-from ..types import KINDS, ModuleMask, ModuleScores
+from ..types import MODULE_KINDS, ModuleMask, ModuleScores
 
 TERMS = ("score", "grad", "fisher")
 SINGULAR = {"heads": "head", "filters": "filter"}
@@ -44,8 +44,8 @@ def to_bool(x: Any) -> np.ndarray:
 
 
 def check_kind(kind: str) -> None:
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    if kind not in MODULE_KINDS:
+        raise ValueError(f"kind must be one of {MODULE_KINDS}, got {kind!r}")
 
 
 def check_term(term: str) -> None:

@@ -14,7 +14,7 @@ import plotly.graph_objects as go
 from plotly.colors import sample_colorscale
 from plotly.subplots import make_subplots
 
-from ..types import KINDS, ModuleMask, ModuleScores
+from ..types import MODULE_KINDS, ModuleMask, ModuleScores
 from ._common import (FROZEN_COLOR, SELECTED_COLOR, SINGULAR, check_kind, describe,
                       index_axis, mask_values, module_customdata, module_hover, overlay,
                       signed_colors, term_label, term_values, title, to_bool)
@@ -230,8 +230,8 @@ def selected_per_layer(mask: ModuleMask, *, fraction: bool = False,
     n = mask.n_selected()
     fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.12,
                         subplot_titles=[f"{k}: {n[k]}/{int(np.prod(mask[k].shape))} selected"
-                                        for k in KINDS])
-    for c, kind in enumerate(KINDS, start=1):
+                                        for k in MODULE_KINDS])
+    for c, kind in enumerate(MODULE_KINDS, start=1):
         sel = to_bool(mask[kind])
         L, m = sel.shape
         cnt = sel.sum(axis=1)

@@ -14,7 +14,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ..types import KINDS, ModuleMask, ModuleScores
+from ..types import MODULE_KINDS, ModuleMask, ModuleScores
 from ._common import (ENTERED_COLOR, FROZEN_COLOR, LEFT_COLOR, SINGULAR, check_kind, describe,
                       index_axis, module_customdata, title, to_bool, to_numpy)
 
@@ -26,7 +26,7 @@ STATE_LABELS = {0: "frozen", 1: "selected", 2: "swapped by refinement"}
 
 def _kinds_with_data(mask: ModuleMask) -> list[str]:
     have = {s.kind for s in mask.swaps} | set(mask.cost_before) | set(mask.cost_after)
-    return [k for k in KINDS if k in have] or list(KINDS)
+    return [k for k in MODULE_KINDS if k in have] or list(MODULE_KINDS)
 
 
 def swap_changes(mask: ModuleMask, kinds: Sequence[str] | None = None, *,
