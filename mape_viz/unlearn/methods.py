@@ -59,6 +59,9 @@ class Method:
         kinds: task kinds it fits (``None`` = all).
         loss: ``loss(ctx, forget_batch, retain_batch) -> {"loss": ..., other terms}``.
         description: one line for ``--help``.
+        fields: the ``UnlearnConfig`` fields this method reads (besides the ``select`` group,
+            which every masked run reads), main ones first.
+        main_fields: the few of ``fields`` a user interface shows by default.
     """
 
     name: str
@@ -69,6 +72,8 @@ class Method:
     kinds: tuple[str, ...] | None = None
     loss: Callable[..., dict[str, torch.Tensor]] | None = None
     description: str = ""
+    fields: tuple[str, ...] = ()
+    main_fields: tuple[str, ...] = ()
 
     def fits(self, kind: str) -> bool:
         return self.kinds is None or kind in self.kinds
@@ -205,21 +210,38 @@ def _sa(ctx: LossContext, f: Batch | None, r: Batch) -> dict[str, torch.Tensor]:
     return {"loss": lr + ctx.config.gamma * l1, "retain_loss": lr, "l1": l1}
 
 
+#: ``UnlearnConfig`` fields every fine-tuning method reads (the AdamW loop).
+FINETUNE_FIELDS = ("lr", "epochs", "batch_size", "lr_schedule", "weight_decay", "max_grad_norm",
+                   "max_steps", "train_mode", "include_head")
+
 register(Method("so", "second_order", "mlr", "forget", ("forget", "retain"),
-                description="second-order update θ* + η (F+λ)⁻¹ Σ∇ℓ_f (Eq. 2/10)"))
+                description="second-order update θ* + η (F+λ)⁻¹ Σ∇ℓ_f (Eq. 2/10)",
+                fields=("eta", "damping", "fisher_batch_size", "fisher_max_samples",
+                        "fisher_engine", "include_head"),
+                main_fields=("eta", "damping")))
 register(Method("ga", "finetune", "mlf", "forget", ("forget",), loss=_ga,
-                description="gradient ascent on the forget set"))
+                description="gradient ascent on the forget set",
+                fields=FINETUNE_FIELDS, main_fields=("lr", "epochs", "batch_size")))
 register(Method("gd", "finetune", "mlf", "forget", ("forget", "retain"), loss=_gd,
-                description="gradient difference: −forget loss + retain loss"))
+                description="gradient difference: −forget loss + retain loss",
+                fields=FINETUNE_FIELDS + ("retain_weight", "retain_batch_size"),
+                main_fields=("lr", "epochs", "batch_size", "retain_weight")))
 register(Method("npo", "finetune", "mlf", "forget", ("forget", "reference"), loss=_npo,
-                description="negative preference optimisation (β=0.1, frozen reference)"))
+                description="negative preference optimisation (β=0.1, frozen reference)",
+                fields=FINETUNE_FIELDS + ("beta", "npo_retain_weight", "retain_batch_size"),
+                main_fields=("lr", "epochs", "batch_size", "beta")))
 register(Method("dpo", "finetune", "mlf", "forget", ("forget", "reference", "idk"),
                 kinds=("causal_lm",), loss=_dpo,
-                description="DPO towards \"I don't know\" answers (generative tasks)"))
+                description="DPO towards \"I don't know\" answers (generative tasks)",
+                fields=FINETUNE_FIELDS + ("beta",),
+                main_fields=("lr", "epochs", "batch_size", "beta")))
 register(Method("sa", "finetune", "mlf", "retain", ("retain",), loss=_sa,
-                description="fine-tune on the retain set with γ‖θ‖₁ (γ=5e-5)"))
+                description="fine-tune on the retain set with γ‖θ‖₁ (γ=5e-5)",
+                fields=FINETUNE_FIELDS + ("gamma",),
+                main_fields=("lr", "epochs", "batch_size", "gamma")))
 register(Method("rt", "retrain", None, "retain", ("retain",), loss=_retain_only,
-                description="retrain on the retain set (gold standard)"))
+                description="retrain on the retain set (gold standard)",
+                fields=FINETUNE_FIELDS, main_fields=("lr", "epochs", "batch_size")))
 
 
 # ---------------------------------------------------------------------------------------------
