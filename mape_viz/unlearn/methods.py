@@ -62,6 +62,7 @@ class Method:
         fields: the ``UnlearnConfig`` fields this method reads (besides the ``select`` group,
             which every masked run reads), main ones first.
         main_fields: the few of ``fields`` a user interface shows by default.
+        maskable: whether a module mask applies (False for ``rt``: retraining is always full).
     """
 
     name: str
@@ -74,6 +75,7 @@ class Method:
     description: str = ""
     fields: tuple[str, ...] = ()
     main_fields: tuple[str, ...] = ()
+    maskable: bool = True
 
     def fits(self, kind: str) -> bool:
         return self.kinds is None or kind in self.kinds
@@ -241,7 +243,8 @@ register(Method("sa", "finetune", "mlf", "retain", ("retain",), loss=_sa,
                 main_fields=("lr", "epochs", "batch_size", "gamma")))
 register(Method("rt", "retrain", None, "retain", ("retain",), loss=_retain_only,
                 description="retrain on the retain set (gold standard)",
-                fields=FINETUNE_FIELDS, main_fields=("lr", "epochs", "batch_size")))
+                fields=FINETUNE_FIELDS, main_fields=("lr", "epochs", "batch_size"),
+                maskable=False))
 
 
 # ---------------------------------------------------------------------------------------------
