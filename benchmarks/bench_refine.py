@@ -6,7 +6,7 @@ For each shape, at 90 % sparsity, times side by side in one run:
 * ``greedy``     — ``select_modules(refine="greedy")`` end to end (warm start, the paper's one
   round of swaps on every head and filter layer, cost bookkeeping);
 * ``converge``   — ``select_modules(refine="converge")`` (rounds until no improving swap);
-* ``reference``  — the naive greedy (:func:`mape_viz.refine.greedy_swap_reference`: formed n×n
+* ``reference``  — the naive greedy (``tests/naive_greedy.py``'s ``greedy_swap_reference``: formed n×n
   F, a Python loop per candidate) on the first ``--ref-layers`` layers of each kind, scaled to
   all layers; it must make the same swaps as the fast greedy on those layers (checked).
 
@@ -39,9 +39,13 @@ from typing import Any
 
 import torch
 
-from mape_viz.refine import greedy_swap, greedy_swap_reference
+from mape_viz.refine import greedy_swap
 from mape_viz.selection import select_modules, warm_start
 from mape_viz.types import MODULE_KINDS, ModuleScores, ModuleTerms
+
+# The naive greedy is a test-only reference; the benchmark times it beside the fast one.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from naive_greedy import greedy_swap_reference  # noqa: E402
 
 SHAPES: dict[str, dict[str, int]] = {
     "bert-base": {"L": 12, "H": 12, "F": 3072, "N": 512},

@@ -1,4 +1,4 @@
-"""Per-sample mask gradients in one backward pass (DESIGN §1).
+"""Per-sample mask gradients in one backward pass (docs/design.md §2).
 
 The mask gets a batch axis — (B, L, H) and (B, L, F) — every parameter is frozen, and the
 *sum* of per-sample losses is backpropagated: ``mask.grad[b]`` is then exactly ∇_m ℓ(x_b),

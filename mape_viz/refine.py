@@ -1,4 +1,4 @@
-"""Layer-wise greedy swap refinement of a module mask (paper Eq. 9, DESIGN §3) — pure math.
+"""Layer-wise greedy swap refinement of a module mask (paper Eq. 9, docs/design.md §4) — pure math.
 
 One layer, one kind (heads or filters), ``n`` modules. ``frozen`` is the set P (mask 0),
 its complement U is selected; ``|P|`` never changes. The cost to minimise is
@@ -29,8 +29,8 @@ independent, so it takes the first row with an improving swap, applies it with O
 incremental updates, and continues from the next row. Rows that a Cauchy–Schwarz bound shows
 cannot improve are skipped without their matmul row (see :func:`_greedy_round`). The result is
 the same decisions, in the same order, as the sequential greedy
-(:func:`greedy_swap_reference` is the slow, obviously-correct twin that the tests compare it
-with swap for swap).
+(``tests/naive_greedy.py`` holds the slow, obviously-correct twin that the tests and
+``benchmarks/bench_refine.py`` compare it with, swap for swap).
 """
 
 from __future__ import annotations
@@ -582,54 +582,6 @@ def greedy_swap(
                 )
         res.cost_after = be.cost(g64, fr)
     res.meta["tol"] = tol
-    return res
-
-
-def greedy_swap_reference(
-    g: ArrayLike,
-    fisher: ArrayLike,
-    frozen: ArrayLike,
-    score: ArrayLike,
-    n_fisher: float | None = None,
-    rounds: int | None = 1,
-) -> LayerResult:
-    """The same greedy as :func:`greedy_swap`, written plainly: formed n×n F, a Python loop over
-    candidates, ``v`` updated by ``F[:, j] − F[:, i]``. Slow; the tests and the benchmark use it
-    as the reference the fast version must match swap for swap."""
-    g64 = _np64(g, "g").reshape(-1)
-    n = g64.shape[0]
-    fr = _bool1d(frozen, n)
-    sc = _np64(score, "score").reshape(-1)
-    with one_thread():  # same threading as greedy_swap, so that timings compare
-        F = _formed(fisher, n, n_fisher)
-    d = np.diag(F).copy()
-    tol = _tolerance(g64, d, int(fr.sum()))
-
-    def cost(p: np.ndarray) -> float:
-        return float(g64[p].sum() + 0.5 * F[np.ix_(p, p)].sum())
-
-    res = LayerResult(frozen=fr, engine="reference", cost_before=cost(fr))
-    v = F[:, fr].sum(axis=1)
-    limit = MAX_ROUNDS if rounds is None else int(rounds)
-    for rnd in range(limit):
-        made = 0
-        for i in _visit_order(sc, fr):
-            U = np.flatnonzero(~fr)
-            if U.size == 0:
-                break
-            delta = g64[U] - g64[i] + v[U] - v[i] + 0.5 * (d[i] + d[U]) - F[i, U]
-            c = int(np.argmin(delta))  # U is sorted: first minimum = lowest module index
-            if delta[c] < -tol:
-                j = int(U[c])
-                res.swaps.append((int(i), j, float(delta[c]), rnd))
-                fr[i], fr[j] = False, True
-                v += F[j] - F[i]  # F is symmetric; rows read contiguously
-                made += 1
-        res.rounds = rnd + 1
-        if made == 0:
-            res.converged = True
-            break
-    res.cost_after = cost(fr)
     return res
 
 

@@ -1,4 +1,4 @@
-"""Per-module importance scores: MAPE (g + ½F, DESIGN §2) and the baseline selectors.
+"""Per-module importance scores: MAPE (g + ½F, docs/design.md §3) and the baseline selectors.
 
 ``score_modules(model, forget, retain, objective=..., selector=...)`` looks the selector up
 by name in ``SELECTORS``, so every front end offers the same list.

@@ -1,6 +1,6 @@
 """Module selection: global top-k warm start (Eq. 8) + layer-wise greedy swap refinement (Eq. 9).
 
-DESIGN §2–§3. At sparsity S, each kind (heads, filters — ranked separately, their scales
+docs/design.md §3–§4. At sparsity S, each kind (heads, filters — ranked separately, their scales
 differ) keeps its top ``⌈(1−S)·n⌉`` modules over all layers (``n = L·H`` or ``L·F``). Each
 layer's frozen set P then keeps its size and is refined by the greedy swap of
 :mod:`mape_viz.refine`, against the layer cost

@@ -1,8 +1,8 @@
 """Where the modules live in each model family — architecture knowledge as data.
 
 A *site map* says, for one family, where a layer's attention output projection and FFN down
-projection are (the mask hooks go there, DESIGN §1) and which parameter slices belong to each
-head and each filter (the unlearning engine updates only those, DESIGN §4). Adding a family
+projection are (the mask hooks go there, docs/design.md §1) and which parameter slices belong to each
+head and each filter (the unlearning engine updates only those, docs/design.md §5). Adding a family
 means adding one entry to ``SITE_MAPS``; no code below branches on the family.
 
 Slice convention: a ``ParamSlice`` names a parameter relative to the layer module, the tensor
@@ -243,7 +243,7 @@ class ModelSites:
         """Yield ``(full parameter name, dim, index range)`` for every slice one module owns.
 
         For GQA, a query head yields its K/V group's rows: selecting any head of a group
-        selects the whole group (DESIGN §4).
+        selects the whole group (docs/design.md §5).
         """
         specs = self.sitemap.head_params if kind == "heads" else self.sitemap.filter_params
         for spec in specs:
