@@ -5,13 +5,15 @@ F is the empirical diagonal Fisher on the retain set, ``F = (1/|D_r|) Σ_{x∈D_
 the Fisher and the forget gradient are computed **only for the selected slices**: the slices
 are the trainable tensors of a :class:`~mape_viz.unlearn.sparse.SparseParams`, and gradients
 reach them through its zero-valued delta hooks, so no full-size weight gradient is ever
-formed. Time and memory of the per-sample gradients therefore scale with the selection.
+formed. Time and memory of the per-sample gradients therefore scale with the selection
+(docs/design.md §5).
 
 Per-sample gradients are vectorised, never a Python loop over samples (:func:`fisher_sum`):
 ``torch.func``'s ``vmap(grad(loss_of_one_sample))`` over chunks of ``fisher_batch_size``
 samples (every parameter kind; full SO), or — for module slices only (MAPE-SO) — one plain
 batched forward/backward with per-sample slab gradients formed from each hooked layer's input
-and output gradient (exact, and about twice as fast as ``vmap`` on CPU).
+and output gradient (exact, and about twice as fast as ``vmap`` on CPU; its layer hooks are
+``mape_viz.hooks.temporary_hooks``, gone when the pass ends).
 
 Two transformers details would break or slow ``vmap``; :func:`vmap_friendly` handles both for
 the duration of the Fisher pass only:
@@ -35,8 +37,14 @@ from torch import nn
 from torch.func import functional_call, grad, vmap
 from tqdm.auto import tqdm
 
-from ..losses import INPUT_KEYS, TARGET_KEYS, causal_lm_loss, classification_loss, qa_loss
+from ..hooks import temporary_hooks
+from ..losses import INPUT_KEYS, loss_from_output, tensor_batch
 from .sparse import SparseParams
+
+try:  # optional: older transformers have no masking_utils (and no mask shortcut to patch)
+    import transformers.masking_utils as masking_utils
+except ImportError:  # pragma: no cover
+    masking_utils = None
 
 Batch = Mapping[str, Any]
 
@@ -61,11 +69,7 @@ def vmap_friendly(model: nn.Module) -> Iterator[None]:
 def vmap_safe_masks() -> Iterator[None]:
     """Make transformers always build attention masks (no data-dependent shortcut), so the
     forward pass can run under ``torch.func.vmap``. Restored on exit."""
-    try:
-        import transformers.masking_utils as mu
-    except Exception:  # pragma: no cover - older transformers: nothing to patch
-        yield
-        return
+    mu = masking_utils
     names = [n for n in ("_ignore_bidirectional_mask_sdpa", "_ignore_causal_mask_sdpa")
              if hasattr(mu, n)]
     saved = {n: getattr(mu, n) for n in names}
@@ -76,23 +80,6 @@ def vmap_safe_masks() -> Iterator[None]:
     finally:
         for n, fn in saved.items():
             setattr(mu, n, fn)
-
-
-def loss_from_output(out: Any, batch: Batch, kind: str) -> torch.Tensor:
-    """(B,) per-sample losses from a model output (same definitions as ``losses``)."""
-    if kind == "classification":
-        return classification_loss(out.logits, batch["labels"])
-    if kind == "causal_lm":
-        return causal_lm_loss(out.logits, batch["labels"])
-    if kind == "extractive_qa":
-        return qa_loss(out.start_logits, out.end_logits, batch["start_positions"],
-                       batch["end_positions"])
-    raise ValueError(f"unknown task kind {kind!r}")
-
-
-def tensor_batch(batch: Batch, device: torch.device) -> dict[str, torch.Tensor]:
-    """The model inputs and targets of ``batch`` as tensors on ``device``."""
-    return {k: torch.as_tensor(batch[k]).to(device) for k in INPUT_KEYS + TARGET_KEYS if k in batch}
 
 
 def _n(batch: Batch) -> int:
@@ -221,18 +208,19 @@ def _fisher_sum_hooks(model: nn.Module, sparse: SparseParams, batches: Iterable[
                     g = _slice_per_sample_grad(sparse.specs[i], x, dy).to(sums[i].dtype)
                     sums[i] += (g * g).sum(0)
 
+            # a tensor hook on this pass's output: it lives and dies with the autograd
+            # graph, so unlike the module hook it needs no removal
             out.register_hook(on_grad)
             return out
         return hook
 
-    handles = []
     count = 0
     was_training = model.training
     model.eval()
     try:
-        for module, idx in sparse._by_module.items():
-            handles.append(module.register_forward_hook(make(idx)))
-        with torch.enable_grad():
+        with temporary_hooks() as hooks, torch.enable_grad():
+            for module, idx in sparse.by_module.items():
+                hooks.forward(module, make(idx))
             for b in _capped(batches, device, max_samples, desc, progress):
                 for part in _chunks(b, chunk):
                     out = model(**{k: v for k, v in part.items() if k in INPUT_KEYS})
@@ -241,8 +229,6 @@ def _fisher_sum_hooks(model: nn.Module, sparse: SparseParams, batches: Iterable[
                     torch.autograd.grad(losses.sum(), [z])
                     count += _n(part)
     finally:
-        for h in handles:
-            h.remove()
         model.train(was_training)
     return sums, count
 

@@ -1,4 +1,4 @@
-"""Sparse parametrisation: train only the parameter slices of selected modules (DESIGN §4).
+"""Sparse parametrisation: train only the slices of selected modules (docs/design.md §5).
 
 A module mask selects heads and filters; each owns whole rows or columns of a few projection
 matrices (``sitemaps.ModelSites.module_slices``). :class:`SparseParams` keeps those slices as
@@ -42,6 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..hooks import temporary_hooks
 from ..sitemaps import ModelSites, get_sites
 from ..types import ModuleMask
 
@@ -206,6 +207,8 @@ class SparseParams:
         specs: the :class:`SliceSpec` of every sliced parameter.
         values: one trainable tensor per spec, the selected slab of the parameter.
         whole: ``{name: parameter}`` trained whole.
+        by_module: ``{layer: [spec indices]}`` — the layers that own selected slices (one
+            delta hook each).
     """
 
     def __init__(self, model: nn.Module, mask: ModuleMask | None, include_head: bool = False,
@@ -228,9 +231,9 @@ class SparseParams:
             s.param.detach().index_select(s.dim, s.index).clone().requires_grad_(True)
             for s in self.specs]
         self._deltas: list[torch.Tensor] | None = None
-        self._by_module: dict[nn.Module, list[int]] = {}
+        self.by_module: dict[nn.Module, list[int]] = {}
         for i, s in enumerate(self.specs):
-            self._by_module.setdefault(s.module, []).append(i)
+            self.by_module.setdefault(s.module, []).append(i)
 
     # -- what is trained -----------------------------------------------------------------
 
@@ -256,14 +259,14 @@ class SparseParams:
 
     @contextmanager
     def attached(self, deltas: Sequence[torch.Tensor] | None = None) -> Iterator["SparseParams"]:
-        """Install the delta hooks for the duration of the block.
+        """Install the delta hooks for the duration of the block
+        (``mape_viz.hooks.temporary_hooks``: removed on exit, also on error).
 
         Args:
             deltas: one tensor per spec, shaped like ``values[i]``, equal to zero in value;
                 default ``v − v.detach()`` (training). The Fisher pass passes ``v − v₀`` with
                 ``v`` a ``torch.func`` input instead.
         """
-        handles = []
         self._deltas = None
 
         def make(indices: list[int]):
@@ -276,14 +279,13 @@ class SparseParams:
             return hook
 
         try:
-            if deltas is not None:
-                self.set_deltas(deltas)
-            for module, idx in self._by_module.items():
-                handles.append(module.register_forward_hook(make(idx)))
-            yield self
+            with temporary_hooks() as hooks:
+                if deltas is not None:
+                    self.set_deltas(deltas)
+                for module, idx in self.by_module.items():
+                    hooks.forward(module, make(idx))
+                yield self
         finally:
-            for h in handles:
-                h.remove()
             self._deltas = None
 
     def set_deltas(self, deltas: Sequence[torch.Tensor] | None) -> None:
