@@ -19,7 +19,7 @@ from mape_viz.sitemaps import get_sites
 from mape_viz.types import ModuleMask
 from mape_viz.unlearn import (METHODS, SparseParams, UnlearnConfig, config_fields, fisher_sum,
                               load_run, read_run, successive, successive_so, unlearn)
-from mape_viz.unlearn.methods import IDK_PREFIX
+from mape_viz.losses import IDK_PREFIX
 
 # Parameters a module owns when every head and filter is selected (hand-written, independent
 # of the site maps): Q/K/V weights+biases, attention output weight, FFN up(+gate)(+bias),
@@ -564,7 +564,7 @@ def _tiny_folders(tmp_path):
 def test_cli_writes_run_folder_refuses_overwrite_and_load_run_rebuilds(tmp_path, capsys):
     from mape_viz.cli import main
     from mape_viz.metrics import evaluate
-    from mape_viz.unlearn.data import simple_task
+    from mape_viz.tasks.local import load_local_task
 
     mdir, ddir = _tiny_folders(tmp_path)
     out = tmp_path / "run"
@@ -580,7 +580,7 @@ def test_cli_writes_run_folder_refuses_overwrite_and_load_run_rebuilds(tmp_path,
     stamp = (out / "weights.safetensors").stat().st_mtime_ns
     assert main(argv) == 2 and "already exists" in capsys.readouterr().err
     assert (out / "weights.safetensors").stat().st_mtime_ns == stamp
-    task = simple_task(mdir, ddir)
+    task = load_local_task(mdir, ddir)
     rebuilt = load_run(out, task.model)
     again = evaluate(task, rebuilt)
     assert again["forget_acc"] == metrics["metrics"]["forget_acc"]
@@ -611,7 +611,7 @@ def test_task_objects_with_datasets_and_dpo_idk():
 
     from mape_viz.tasks.collate import CausalLMCollator
     from mape_viz.tasks.tokenizer import build_word_tokenizer
-    from mape_viz.unlearn.data import SimpleTask
+    from mape_viz.tasks import Task
 
     qa = [{"question": f"who wrote book {i}", "answer": f"author {i % 5} did"} for i in range(12)]
     idk = ["i do not know", "no idea"]
@@ -626,7 +626,7 @@ def test_task_objects_with_datasets_and_dpo_idk():
                                              max_position_embeddings=64,
                                              pad_token_id=tok.pad_token_id)).eval()
     ds = datasets.Dataset.from_list(qa)
-    task = SimpleTask(model=model, tokenizer=tok, forget=ds.select(range(4)),
+    task = Task(model=model, tokenizer=tok, forget=ds.select(range(4)),
                       retain=ds.select(range(4, 12)), test=None, collate=CausalLMCollator(tok),
                       kind="causal_lm", extras={"idk": idk})
     res = unlearn(task, "dpo", "mape", 0.5, dict(epochs=2, batch_size=2, score_max_retain=0))
@@ -636,17 +636,18 @@ def test_task_objects_with_datasets_and_dpo_idk():
 
 @pytest.fixture(scope="module")
 def tiny_cls_task(tmp_path_factory):
-    """A SimpleTask (tiny BERT, word tokenizer, datasets) built in memory."""
+    """A Task (tiny BERT, word tokenizer, datasets) built in memory."""
     import datasets
 
-    from mape_viz.unlearn.data import collator_for, load_model_folder, SimpleTask
+    from mape_viz.tasks import Task
+    from mape_viz.tasks.local import collator_for, load_model_folder
 
     mdir, ddir = _tiny_folders(tmp_path_factory.mktemp("task"))
     model, tok, kind = load_model_folder(mdir)
     rows = [json.loads(line) for f in ("forget", "retain") for line in
             (ddir / f"{f}.jsonl").read_text().splitlines()]
     ds = datasets.Dataset.from_list(rows)
-    return SimpleTask(model=model, tokenizer=tok, forget=ds.select(range(8)),
+    return Task(model=model, tokenizer=tok, forget=ds.select(range(8)),
                       retain=ds.select(range(8, 32)), test=None,
                       collate=collator_for(kind, tok, ds.column_names), kind=kind)
 

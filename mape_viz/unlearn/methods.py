@@ -1,63 +1,82 @@
-"""Unlearning methods (paper Appendix C) and the registry ``METHODS`` the CLI and app list.
+"""The unlearning methods (paper Appendix C): the registry ``METHODS`` and the seven entries.
 
-Every method is a :class:`Method` record: what it optimises, which data it walks over, which
-task kinds it fits and which mask objective MAPE uses for it (MLR for second order, MLF for
-the fine-tuning methods, DESIGN §2). Fine-tuning losses are plain functions of a forget batch
-and/or a retain batch returning named terms; ``"loss"`` is what is minimised.
+A method is registered once, PEFT-style, with :func:`register_method`: its name, the MAPE
+objective its masks are scored with (MLR for second order, MLF for fine-tuning; docs/design.md
+§3), the set one epoch walks over, the data it needs, the task kinds it fits, its loss (a
+function of ``mape_viz.losses``), the ``UnlearnConfig`` fields it reads, whether a module mask
+applies, and its **runner** — the function that performs the update of one run
+(docs/design.md §5):
 
-Losses (ℓ = per-sample loss of ``mape_viz.losses``, π(y|x) = exp of the answer log-prob):
+- :func:`finetune_runner` (ga, gd, npo, dpo, sa): the method's loss with AdamW on the trained
+  slices of a :class:`~mape_viz.unlearn.sparse.SparseParams` (``finetune.finetune``);
+- :func:`so_runner` (so): the closed-form second-order update (``second_order.run_so``);
+- :func:`retrain_runner` (rt): the task's retrained model when the forget set is the task's
+  own (the embedded tasks ship the model trained on D_r alone), else retraining on the retain
+  set with the fine-tuning runner.
 
-- ``ga``:  −E_f[ℓ]
-- ``gd``:  −E_f[ℓ] + w · E_r[ℓ]                       (w = ``retain_weight``)
-- ``npo``: −(2/β) E_f[log σ(−β (log π_θ − log π_ref))]  (β = ``beta`` = 0.1, NPO's default;
-  π_ref = the frozen input model; at step 0 π_θ = π_ref, so the loss is (2/β)·log 2)
-- ``dpo``: −(1/β) E[log σ(β (log π_θ(y_idk) − log π_ref(y_idk)) − β (log π_θ(y) − log π_ref(y)))]
-  with "I don't know" answers y_idk (generative tasks only; the paper's 1/β scaling)
-- ``sa``:  E_r[ℓ] + γ ‖θ‖₁ over the trained entries (γ = 5e-5)
-- ``rt``:  E_r[ℓ] — retraining; for an embedded task the task's retrained model is used
-- ``so``:  the closed-form second-order update (``second_order.run_so``)
-
-For classification and QA, log π(y|x) = −ℓ(x); for causal LMs it is the *summed* answer
-log-probability (``losses.token_logprobs``), as NPO/DPO define it on sequences.
+``mape_viz.unlearn.unlearn`` resolves the data, makes the mask and calls
+``method.runner(Run(...))``; the runner returns a :class:`RunOutcome`. Adding a method is one
+``register_method`` call; the CLI, the widgets and the app list it from ``METHODS``.
 """
 
 from __future__ import annotations
 
-import math
-import time
+import copy
+import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
-from ..losses import INPUT_KEYS, token_logprobs
+from ..losses import (LOSS_KINDS, LossContext, dpo_loss, ga_loss, gd_loss, npo_loss,
+                      retain_loss, sa_loss)
 from ..registry import Registry
-from .second_order import loss_from_output, tensor_batch
+from ..scores import OBJECTIVES
+from ..types import ModuleMask
+from .config import UnlearnConfig
+from .finetune import Callback, LossFn, Source, finetune
+from .result import whole_changes
+from .second_order import run_so
+from .sparse import SparseParams
 
 Batch = Mapping[str, Any]
-#: ``callback(step, model, row) -> dict | None``: extra metrics merged into the history row.
-Callback = Callable[[int, nn.Module, dict], "dict | None"]
+#: What a method may need: the forget / retain sets, a frozen copy of the input model as
+#: reference (π_ref), "I don't know" answers (DPO).
+NEEDS = ("forget", "retain", "reference", "idk")
+#: The sets one epoch may walk over.
+DRIVES = ("forget", "retain")
 
-IDK_PREFIX = "idk_"
+
+def never(config: UnlearnConfig) -> bool:
+    """``reads_retain`` of methods that read no retain batch beside the driving set."""
+    return False
+
+
+def always(config: UnlearnConfig) -> bool:
+    """``reads_retain`` of methods that always pair a retain batch with each forget batch."""
+    return True
 
 
 @dataclass(frozen=True)
 class Method:
-    """What one unlearning method needs and does.
+    """What one unlearning method needs and does (build it with :func:`register_method`).
 
     Attributes:
         name: registry name.
-        family: ``"second_order"``, ``"finetune"`` or ``"retrain"``.
+        family: ``"second_order"``, ``"finetune"`` or ``"retrain"`` (a grouping for help texts
+            and user interfaces; the engine never reads it — the runner does the work).
         objective: the MAPE scoring objective for this method (``"mlr"`` / ``"mlf"``), or
             ``None`` when masks do not apply (``rt``).
         drive: the set one epoch walks over: ``"forget"`` or ``"retain"``.
         needs: data the method reads: ``forget``, ``retain``, ``reference`` (frozen π_ref),
-            ``idk`` ("I don't know" answers).
+            ``idk`` ("I don't know" answers); the engine supplies (or refuses) them.
+        runner: ``runner(run: Run) -> RunOutcome``, performs the update.
         kinds: task kinds it fits (``None`` = all).
-        loss: ``loss(ctx, forget_batch, retain_batch) -> {"loss": ..., other terms}``.
+        loss: ``loss(ctx, forget_batch, retain_batch) -> {"loss": ..., other terms}``
+            (fine-tuning methods; ``mape_viz.losses``).
+        reads_retain: ``reads_retain(config) -> bool``: whether a retain batch rides along
+            with each forget batch (GD: always; NPO: when ``npo_retain_weight > 0``).
         description: one line for ``--help``.
         fields: the ``UnlearnConfig`` fields this method reads (besides the ``select`` group,
             which every masked run reads), main ones first.
@@ -70,8 +89,10 @@ class Method:
     objective: str | None
     drive: str
     needs: tuple[str, ...]
+    runner: Callable[["Run"], "RunOutcome"]
     kinds: tuple[str, ...] | None = None
-    loss: Callable[..., dict[str, torch.Tensor]] | None = None
+    loss: LossFn | None = None
+    reads_retain: Callable[[UnlearnConfig], bool] = never
     description: str = ""
     fields: tuple[str, ...] = ()
     main_fields: tuple[str, ...] = ()
@@ -84,14 +105,42 @@ class Method:
 METHODS: Registry[Method] = Registry("method")
 
 
-def register(method: Method) -> Method:
-    METHODS.register(method.name, method.description)(method)
+def register_method(name: str, *, family: str, objective: str | None, drive: str,
+                    needs: Sequence[str], runner: Callable[["Run"], "RunOutcome"],
+                    kinds: Sequence[str] | None = None, loss: LossFn | None = None,
+                    reads_retain: Callable[[UnlearnConfig], bool] = never,
+                    description: str = "", fields: Sequence[str] = (),
+                    main_fields: Sequence[str] = (), maskable: bool = True) -> Method:
+    """Check and register a method (see :class:`Method` for the arguments); returns it.
+
+    Raises:
+        ValueError: a name already registered, an unknown objective / drive / need / config
+            field, ``main_fields`` not among ``fields``.
+    """
+    problems = []
+    if objective is not None and objective not in OBJECTIVES:
+        problems.append(f"objective={objective!r} (accepted: {', '.join(OBJECTIVES)} or None)")
+    if drive not in DRIVES:
+        problems.append(f"drive={drive!r} (accepted: {', '.join(DRIVES)})")
+    unknown = [n for n in needs if n not in NEEDS]
+    if unknown:
+        problems.append(f"needs {unknown} (accepted: {', '.join(NEEDS)})")
+    known = {f.name for f in dataclasses.fields(UnlearnConfig)}
+    bad = [f for f in fields if f not in known]
+    if bad:
+        problems.append(f"fields {bad} are not UnlearnConfig fields")
+    extra = [f for f in main_fields if f not in fields]
+    if extra:
+        problems.append(f"main_fields {extra} are not among fields")
+    if problems:
+        raise ValueError(f"cannot register method {name!r}: " + "; ".join(problems))
+    method = Method(name=name, family=family, objective=objective, drive=drive,
+                    needs=tuple(needs), runner=runner,
+                    kinds=tuple(kinds) if kinds is not None else None, loss=loss,
+                    reads_retain=reads_retain, description=description, fields=tuple(fields),
+                    main_fields=tuple(main_fields), maskable=maskable)
+    METHODS.register(name, description)(method)
     return method
-
-
-#: Task kinds whose training loss is another kind's (multiple choice trains on its text with
-#: the causal-LM loss).
-LOSS_KINDS = {"multiple_choice": "causal_lm"}
 
 
 def methods_for(kind: str) -> list[str]:
@@ -113,289 +162,181 @@ def check_method(name: str, kind: str) -> Method:
 
 
 # ---------------------------------------------------------------------------------------------
-# Loss pieces
+# Runners
 
 
 @dataclass
-class LossContext:
-    """What a loss function may read.
+class Run:
+    """One unlearning run as the engine hands it to a method's runner.
 
     Attributes:
-        model: the model being trained (delta hooks attached for sparse runs).
-        reference: the frozen reference model π_ref (NPO/DPO), or None.
-        kind: task kind.
+        method: the method being run.
+        model: the working copy to update in place (on ``device``, in the config's train
+            mode); the input model is never given to a runner to write.
+        kind: the task kind the losses use.
+        forget, retain: training sources (None when absent).
+        fisher_retain: ``() -> retain batches`` for the SO Fisher (capped), or None.
+        reference: the frozen reference π_ref when the method needs one, else None.
+        retrained: the task's model trained on D_r alone, when the forget set is the task's
+            own, else None.
         config: the run's ``UnlearnConfig``.
-        trainable: the trained tensors (for SA's L1 term).
-        device: where batches go.
+        mask: the module mask, or None for a full run.
+        device: where the run happens.
+        callbacks: ``cb(step, model, row) -> dict | None`` after every update.
+        progress: show tqdm bars.
+    """
+
+    method: Method
+    model: nn.Module
+    kind: str
+    forget: Source | None
+    retain: Source | None
+    fisher_retain: Callable[[], list[Batch]] | None
+    reference: nn.Module | None
+    retrained: nn.Module | None
+    config: UnlearnConfig
+    mask: ModuleMask | None
+    device: torch.device
+    callbacks: Sequence[Callback] = ()
+    progress: bool = False
+
+
+@dataclass
+class RunOutcome:
+    """What a runner returns.
+
+    Attributes:
+        model: the unlearned model (``run.model`` updated in place, or a new model).
+        history: one row per step (see ``UnlearnResult.history``).
+        changes: what changed, per parameter ``{"dim", "index", "values"}`` (CPU).
+        n_trainable: number of entries the run was allowed to change.
+        error: the stop reason (NaN/inf), or None.
+        meta: resolved settings (``lr`` / ``eta``), ``optimizer_state_bytes``,
+            ``retrained_from``.
+        timings: seconds of the method's phases (SO: ``grad_seconds``, ``fisher_seconds``).
     """
 
     model: nn.Module
-    reference: nn.Module | None
-    kind: str
-    config: Any
-    trainable: Sequence[torch.Tensor]
-    device: torch.device
+    history: list[dict]
+    changes: dict[str, dict]
+    n_trainable: int
+    error: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
 
 
-def sample_losses(model: nn.Module, batch: Batch, kind: str, device: torch.device) -> torch.Tensor:
-    """(B,) per-sample losses ℓ(x)."""
-    b = tensor_batch(batch, device)
-    out = model(**{k: v for k, v in b.items() if k in INPUT_KEYS})
-    return loss_from_output(out, b, kind)
+def _changes(sparse: SparseParams, model: nn.Module) -> dict[str, dict]:
+    """Stop training and list what may have changed: the slices of a masked run, else every
+    parameter."""
+    sparse.detach_()
+    return sparse.state() if sparse.mask is not None else whole_changes(model)
 
 
-def sequence_logprob(model: nn.Module, batch: Batch, kind: str, device: torch.device) -> torch.Tensor:
-    """(B,) log π(y|x): summed answer-token log-prob (causal LM) or −ℓ(x) otherwise."""
-    b = tensor_batch(batch, device)
-    out = model(**{k: v for k, v in b.items() if k in INPUT_KEYS})
-    if kind == "causal_lm":
-        return token_logprobs(out.logits, b["labels"])
-    return -loss_from_output(out, b, kind)
+def finetune_runner(run: Run) -> RunOutcome:
+    """The method's loss with AdamW on the trained tensors (slices of the mask, or every
+    parameter), frozen entries bit-identical (``finetune.finetune``)."""
+    m, cfg = run.method, run.config
+    sparse = SparseParams(run.model, run.mask, include_head=cfg.include_head)
+    n_trainable = sparse.n_trainable()
+    lr = cfg.lr_for(run.mask is not None)
+    ctx = LossContext(model=run.model, reference=run.reference, kind=run.kind, config=cfg,
+                      trainable=sparse.trainable(), device=run.device)
+    history: list[dict] = []
+    with sparse.attached():
+        outcome = finetune(m.loss, ctx, forget=run.forget, retain=run.retain, drive=m.drive,
+                           with_retain=m.reads_retain(cfg), params=sparse.trainable(), lr=lr,
+                           epochs=cfg.epochs, schedule=cfg.lr_schedule, max_steps=cfg.max_steps,
+                           weight_decay=cfg.weight_decay, max_grad_norm=cfg.max_grad_norm,
+                           after_step=sparse.sync_, callbacks=run.callbacks,
+                           progress=run.progress, history=history, name=m.name)
+    return RunOutcome(model=run.model, history=history, changes=_changes(sparse, run.model),
+                      n_trainable=n_trainable, error=outcome.error,
+                      meta={"lr": lr, "optimizer_state_bytes": outcome.optimizer_state_bytes})
 
 
-def idk_batch(batch: Batch) -> dict[str, Any]:
-    """The "I don't know" half of a DPO batch (keys ``idk_input_ids``, ...)."""
-    out = {k[len(IDK_PREFIX):]: v for k, v in batch.items() if k.startswith(IDK_PREFIX)}
-    if "input_ids" not in out or "labels" not in out:
-        raise ValueError("a DPO forget batch needs 'idk_input_ids', 'idk_attention_mask' and "
-                         "'idk_labels' (the same prompts with an \"I don't know\" answer)")
-    return out
+def so_runner(run: Run) -> RunOutcome:
+    """θ* + η (F + λ)⁻¹ Σ∇ℓ_f on the trained tensors (Eq. 2 / 10), in one step."""
+    cfg = run.config
+    sparse = SparseParams(run.model, run.mask, include_head=cfg.include_head)
+    n_trainable = sparse.n_trainable()
+    eta = cfg.eta_for(run.mask is not None)
+    info = run_so(run.model, sparse, run.forget.epoch(0), run.fisher_retain(), run.kind,
+                  eta=eta, damping=cfg.damping, chunk=cfg.fisher_batch_size,
+                  progress=run.progress, engine=cfg.fisher_engine)
+    row = {"step": 0, **info}
+    error = None
+    if not info["finite"]:
+        error = "the SO update has NaN/inf entries (Fisher + damping too small?); not applied"
+        row["stopped"] = True
+    else:
+        for cb in run.callbacks:
+            extra = cb(1, run.model, row)
+            if extra:
+                row.update(extra)
+    return RunOutcome(model=run.model, history=[row], changes=_changes(sparse, run.model),
+                      n_trainable=n_trainable, error=error, meta={"eta": eta},
+                      timings={"grad_seconds": info["grad_seconds"],
+                               "fisher_seconds": info["fisher_seconds"]})
 
 
-def _ga(ctx: LossContext, f: Batch, r: Batch | None) -> dict[str, torch.Tensor]:
-    lf = sample_losses(ctx.model, f, ctx.kind, ctx.device).mean()
-    return {"loss": -lf, "forget_loss": lf}
+def retrain_runner(run: Run) -> RunOutcome:
+    """The task's retrained model when there is one for this forget set (that *is*
+    retraining), else retraining on the retain set (:func:`finetune_runner`)."""
+    if run.retrained is None:
+        return finetune_runner(run)
+    model = copy.deepcopy(run.retrained).to(run.device)
+    return RunOutcome(model=model, history=[{"step": 0, "source": "task.retrained_model"}],
+                      changes=whole_changes(model),
+                      n_trainable=sum(p.numel() for p in model.parameters()),
+                      meta={"retrained_from": "task.retrained_model"})
 
 
-def _gd(ctx: LossContext, f: Batch, r: Batch | None) -> dict[str, torch.Tensor]:
-    lf = sample_losses(ctx.model, f, ctx.kind, ctx.device).mean()
-    lr = sample_losses(ctx.model, r, ctx.kind, ctx.device).mean()
-    return {"loss": -lf + ctx.config.retain_weight * lr, "forget_loss": lf, "retain_loss": lr}
+def npo_reads_retain(config: UnlearnConfig) -> bool:
+    """NPO reads a retain batch only when ``npo_retain_weight > 0``."""
+    return config.npo_retain_weight > 0
 
 
-def _ref_logprob(ctx: LossContext, batch: Batch) -> torch.Tensor:
-    with torch.no_grad():
-        return sequence_logprob(ctx.reference, batch, ctx.kind, ctx.device)
-
-
-def _npo(ctx: LossContext, f: Batch, r: Batch | None) -> dict[str, torch.Tensor]:
-    beta = ctx.config.beta
-    lp = sequence_logprob(ctx.model, f, ctx.kind, ctx.device)
-    ratio = lp - _ref_logprob(ctx, f)
-    npo = -(2.0 / beta) * F.logsigmoid(-beta * ratio).mean()
-    terms = {"loss": npo, "npo_loss": npo, "forget_logratio": ratio.mean()}
-    if ctx.config.npo_retain_weight > 0 and r is not None:
-        lr = sample_losses(ctx.model, r, ctx.kind, ctx.device).mean()
-        terms["retain_loss"] = lr
-        terms["loss"] = npo + ctx.config.npo_retain_weight * lr
-    return terms
-
-
-def _dpo(ctx: LossContext, f: Batch, r: Batch | None) -> dict[str, torch.Tensor]:
-    beta = ctx.config.beta
-    i = idk_batch(f)
-    lose = sequence_logprob(ctx.model, f, ctx.kind, ctx.device) - _ref_logprob(ctx, f)
-    win = sequence_logprob(ctx.model, i, ctx.kind, ctx.device) - _ref_logprob(ctx, i)
-    loss = -(1.0 / beta) * F.logsigmoid(beta * (win - lose)).mean()
-    return {"loss": loss, "dpo_loss": loss, "idk_logratio": win.mean(),
-            "forget_logratio": lose.mean()}
-
-
-def _retain_only(ctx: LossContext, f: Batch | None, r: Batch) -> dict[str, torch.Tensor]:
-    lr = sample_losses(ctx.model, r, ctx.kind, ctx.device).mean()
-    return {"loss": lr, "retain_loss": lr}
-
-
-def _sa(ctx: LossContext, f: Batch | None, r: Batch) -> dict[str, torch.Tensor]:
-    lr = sample_losses(ctx.model, r, ctx.kind, ctx.device).mean()
-    l1 = sum(t.abs().sum() for t in ctx.trainable)
-    return {"loss": lr + ctx.config.gamma * l1, "retain_loss": lr, "l1": l1}
-
+# ---------------------------------------------------------------------------------------------
+# The methods
 
 #: ``UnlearnConfig`` fields every fine-tuning method reads (the AdamW loop).
 FINETUNE_FIELDS = ("lr", "epochs", "batch_size", "lr_schedule", "weight_decay", "max_grad_norm",
                    "max_steps", "train_mode", "include_head")
 
-register(Method("so", "second_order", "mlr", "forget", ("forget", "retain"),
-                description="second-order update θ* + η (F+λ)⁻¹ Σ∇ℓ_f (Eq. 2/10)",
-                fields=("eta", "damping", "fisher_batch_size", "fisher_max_samples",
-                        "fisher_engine", "include_head"),
-                main_fields=("eta", "damping")))
-register(Method("ga", "finetune", "mlf", "forget", ("forget",), loss=_ga,
-                description="gradient ascent on the forget set",
-                fields=FINETUNE_FIELDS, main_fields=("lr", "epochs", "batch_size")))
-register(Method("gd", "finetune", "mlf", "forget", ("forget", "retain"), loss=_gd,
-                description="gradient difference: −forget loss + retain loss",
-                fields=FINETUNE_FIELDS + ("retain_weight", "retain_batch_size"),
-                main_fields=("lr", "epochs", "batch_size", "retain_weight")))
-register(Method("npo", "finetune", "mlf", "forget", ("forget", "reference"), loss=_npo,
-                description="negative preference optimisation (β=0.1, frozen reference)",
-                fields=FINETUNE_FIELDS + ("beta", "npo_retain_weight", "retain_batch_size"),
-                main_fields=("lr", "epochs", "batch_size", "beta")))
-register(Method("dpo", "finetune", "mlf", "forget", ("forget", "reference", "idk"),
-                kinds=("causal_lm",), loss=_dpo,
-                description="DPO towards \"I don't know\" answers (generative tasks)",
-                fields=FINETUNE_FIELDS + ("beta",),
-                main_fields=("lr", "epochs", "batch_size", "beta")))
-register(Method("sa", "finetune", "mlf", "retain", ("retain",), loss=_sa,
-                description="fine-tune on the retain set with γ‖θ‖₁ (γ=5e-5)",
-                fields=FINETUNE_FIELDS + ("gamma",),
-                main_fields=("lr", "epochs", "batch_size", "gamma")))
-register(Method("rt", "retrain", None, "retain", ("retain",), loss=_retain_only,
-                description="retrain on the retain set (gold standard)",
-                fields=FINETUNE_FIELDS, main_fields=("lr", "epochs", "batch_size"),
-                maskable=False))
-
-
-# ---------------------------------------------------------------------------------------------
-# The fine-tuning loop
-
-
-@dataclass
-class Source:
-    """Batches of one data set, produced afresh for each epoch.
-
-    ``make(epoch) -> iterable of batches``; ``n_samples`` and ``n_batches`` (per epoch) when
-    known.
-    """
-
-    make: Callable[[int], Iterable[Batch]]
-    n_samples: int | None = None
-    name: str = ""
-    n_batches: int | None = None
-
-    def epoch(self, e: int) -> Iterable[Batch]:
-        return self.make(e)
-
-
-def cycle(source: Source, start_epoch: int = 0) -> Iterator[Batch]:
-    """Endless batches of ``source``, one epoch after another (for GD's retain side)."""
-    e = start_epoch
-    while True:
-        empty = True
-        for b in source.epoch(e):
-            empty = False
-            yield b
-        if empty:
-            raise ValueError(f"the {source.name or 'data'} set is empty")
-        e += 1
-
-
-@dataclass
-class FinetuneOutcome:
-    """``history`` rows, number of updates applied, the stop reason (or None), and the bytes
-    held by the optimizer state (AdamW moments + step counters) after the first step."""
-
-    history: list[dict] = field(default_factory=list)
-    steps: int = 0
-    error: str | None = None
-    optimizer_state_bytes: int = 0
-
-
-def optimizer_state_bytes(opt: torch.optim.Optimizer) -> int:
-    """Bytes of every tensor in ``opt.state`` (AdamW: exp_avg, exp_avg_sq, step)."""
-    return sum(t.numel() * t.element_size() for st in opt.state.values()
-               for t in st.values() if isinstance(t, torch.Tensor))
-
-
-def _terms_to_floats(terms: Mapping[str, torch.Tensor]) -> dict[str, float]:
-    return {k: float(v.detach()) for k, v in terms.items()}
-
-
-def finetune(method: Method, ctx: LossContext, *, forget: Source | None, retain: Source | None,
-             params: Sequence[torch.Tensor], lr: float, epochs: int, max_steps: int,
-             schedule: str = "constant",
-             weight_decay: float, max_grad_norm: float, after_step: Callable[[], None],
-             callbacks: Sequence[Callback] = (), progress: bool = False,
-             history: list[dict] | None = None) -> FinetuneOutcome:
-    """Run ``method``'s loss with AdamW over ``epochs`` of its driving set.
-
-    ``schedule``: ``constant`` lr, or ``linear`` decay to 0 over the run (needs the driving
-    set's size; falls back to constant when it is unknown).
-
-    ``after_step`` runs after every optimizer step (writes sparse values into the model).
-    Before each step the loss terms and the gradient norm are checked; a NaN/inf stops the
-    run *before* the step is applied, so the model keeps the last good state and the outcome
-    carries the error.
-    """
-    out = FinetuneOutcome(history=history if history is not None else [])
-    params = [p for p in params]
-    if not params:
-        raise ValueError("nothing to train: the mask selects no parameter slice")
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    drive = forget if method.drive == "forget" else retain
-    if drive is None:
-        raise ValueError(f"method {method.name!r} needs a {method.drive} set")
-    side = None
-    if method.drive == "forget" and ("retain" in method.needs or _uses_retain(method, ctx)):
-        if retain is None:
-            raise ValueError(f"method {method.name!r} needs a retain set")
-        side = cycle(retain)
-    total = None
-    if drive.n_batches is not None:
-        total = epochs * drive.n_batches
-        if max_steps:
-            total = min(total, max_steps)
-    sched = None
-    if schedule == "linear" and total:
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1.0 - s / total))
-    bar = tqdm(total=total, desc=method.name, disable=not progress, leave=False)
-    step = 0
-    try:
-        for epoch in range(epochs):
-            for batch in drive.epoch(epoch):
-                if max_steps and step >= max_steps:
-                    break
-                f, r = (batch, next(side) if side is not None else None) \
-                    if method.drive == "forget" else (None, batch)
-                opt.zero_grad(set_to_none=True)
-                t0 = time.perf_counter()
-                terms = method.loss(ctx, f, r)
-                row = {"step": step, "epoch": epoch, **_terms_to_floats(terms)}
-                if not math.isfinite(row["loss"]):
-                    terms_txt = ", ".join(f"{k}={v:.4g}" for k, v in row.items()
-                                          if k not in ("step", "epoch"))
-                    out.error = (f"non-finite loss at step {step} (epoch {epoch}): {terms_txt}; "
-                                 f"stopped: the model keeps its last good state, after {step} "
-                                 f"update(s)")
-                    row["stopped"] = True
-                    out.history.append(row)
-                    break
-                terms["loss"].backward()
-                norm = torch.nn.utils.clip_grad_norm_(
-                    params, max_grad_norm if max_grad_norm > 0 else float("inf"))
-                row["grad_norm"] = float(norm)
-                if not math.isfinite(row["grad_norm"]):
-                    out.error = (f"non-finite gradient at step {step} (epoch {epoch}); stopped: "
-                                 f"the model keeps its last good state, after {step} update(s)")
-                    row["stopped"] = True
-                    out.history.append(row)
-                    break
-                row["lr"] = opt.param_groups[0]["lr"]
-                opt.step()
-                if sched is not None:
-                    sched.step()
-                after_step()
-                if step == 0:
-                    out.optimizer_state_bytes = optimizer_state_bytes(opt)
-                step += 1
-                row["seconds"] = time.perf_counter() - t0
-                for cb in callbacks:
-                    extra = cb(step, ctx.model, row)
-                    if extra:
-                        row.update(extra)
-                out.history.append(row)
-                bar.update(1)
-                bar.set_postfix(loss=f"{row['loss']:.4f}")
-            if out.error or (max_steps and step >= max_steps):
-                break
-    finally:
-        bar.close()
-        opt.zero_grad(set_to_none=True)
-    out.steps = step
-    return out
-
-
-def _uses_retain(method: Method, ctx: LossContext) -> bool:
-    """NPO reads a retain batch only when ``npo_retain_weight > 0``."""
-    return method.name == "npo" and ctx.config.npo_retain_weight > 0
+register_method(
+    "so", family="second_order", objective="mlr", drive="forget", needs=("forget", "retain"),
+    runner=so_runner, description="second-order update θ* + η (F+λ)⁻¹ Σ∇ℓ_f (Eq. 2/10)",
+    fields=("eta", "damping", "fisher_batch_size", "fisher_max_samples", "fisher_engine",
+            "include_head"),
+    main_fields=("eta", "damping"))
+register_method(
+    "ga", family="finetune", objective="mlf", drive="forget", needs=("forget",),
+    runner=finetune_runner, loss=ga_loss, description="gradient ascent on the forget set",
+    fields=FINETUNE_FIELDS, main_fields=("lr", "epochs", "batch_size"))
+register_method(
+    "gd", family="finetune", objective="mlf", drive="forget", needs=("forget", "retain"),
+    runner=finetune_runner, loss=gd_loss, reads_retain=always,
+    description="gradient difference: −forget loss + retain loss",
+    fields=FINETUNE_FIELDS + ("retain_weight", "retain_batch_size"),
+    main_fields=("lr", "epochs", "batch_size", "retain_weight"))
+register_method(
+    "npo", family="finetune", objective="mlf", drive="forget", needs=("forget", "reference"),
+    runner=finetune_runner, loss=npo_loss, reads_retain=npo_reads_retain,
+    description="negative preference optimisation (β=0.1, frozen reference)",
+    fields=FINETUNE_FIELDS + ("beta", "npo_retain_weight", "retain_batch_size"),
+    main_fields=("lr", "epochs", "batch_size", "beta"))
+register_method(
+    "dpo", family="finetune", objective="mlf", drive="forget",
+    needs=("forget", "reference", "idk"), kinds=("causal_lm",), runner=finetune_runner,
+    loss=dpo_loss, description="DPO towards \"I don't know\" answers (generative tasks)",
+    fields=FINETUNE_FIELDS + ("beta",), main_fields=("lr", "epochs", "batch_size", "beta"))
+register_method(
+    "sa", family="finetune", objective="mlf", drive="retain", needs=("retain",),
+    runner=finetune_runner, loss=sa_loss,
+    description="fine-tune on the retain set with γ‖θ‖₁ (γ=5e-5)",
+    fields=FINETUNE_FIELDS + ("gamma",), main_fields=("lr", "epochs", "batch_size", "gamma"))
+register_method(
+    "rt", family="retrain", objective=None, drive="retain", needs=("retain",),
+    runner=retrain_runner, loss=retain_loss,
+    description="retrain on the retain set (gold standard)",
+    fields=FINETUNE_FIELDS, main_fields=("lr", "epochs", "batch_size"), maskable=False)

@@ -1,4 +1,5 @@
-"""Successive unlearning: removal requests that arrive one after another (paper §4.2, App. A.2).
+"""Successive unlearning: removal requests that arrive one after another (paper §4.2,
+App. A.2; docs/design.md §5).
 
 Two scenarios:
 
@@ -31,10 +32,14 @@ import torch
 from torch import nn
 
 from ..gradients import accumulate_mask_grads
+from ..losses import infer_kind
+from ..selection import select_modules
+from ..sitemaps import get_sites
 from ..types import ModuleMask, ModuleScores, ModuleTerms
 from .config import UnlearnConfig, as_config
-from .engine import _device_of, _is_dataset, _materialise, is_task, unlearn
+from .engine import device_of, unlearn
 from .result import UnlearnResult
+from .run_data import is_dataset, is_task, materialise
 from .second_order import fisher_sum, grad_sum, so_update
 from .sparse import SparseParams, slice_specs
 
@@ -68,16 +73,6 @@ class SuccessiveResult:
         return [self.initial_metrics.get(name)] + [s.get(name) for s in self.steps]
 
 
-class _TaskWithModel:
-    """A task whose ``.model`` is replaced (the current model of a request sequence)."""
-
-    def __init__(self, task: Any, model: nn.Module) -> None:
-        self._task, self.model = task, model
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._task, name)
-
-
 def successive(task_or_model: Any, requests: Sequence[Any], method: str,
                selector: str = "mape", sparsity: float = 0.9,
                config: UnlearnConfig | Mapping[str, Any] | None = None, *,
@@ -105,7 +100,7 @@ def successive(task_or_model: Any, requests: Sequence[Any], method: str,
     if metrics is not None:
         out.initial_metrics = dict(metrics(current, 0))
     for t, req in enumerate(requests, start=1):
-        target = _TaskWithModel(task, current) if task is not None else current
+        target = task.replace(model=current) if task is not None else current
         res = unlearn(target, method, selector, sparsity, cfg, forget=req, retain=retain,
                       kind=kind, progress=progress, device=device, seed=seed + t - 1)
         current = res.model
@@ -145,9 +140,9 @@ def eq13_scores(stats_fisher: Mapping[str, torch.Tensor], count: int,
 
 
 def _batches_of(task: Any, x: Any, batch_size: int) -> list[Batch]:
-    if task is not None and _is_dataset(x):
+    if task is not None and is_dataset(x):
         return list(task.batches(x, batch_size, shuffle=False))
-    return _materialise(x, "request")
+    return materialise(x, "request")
 
 
 def successive_so(task_or_model: Any, requests: Sequence[Any],
@@ -192,14 +187,10 @@ def successive_so(task_or_model: Any, requests: Sequence[Any],
     else:
         d_batches = _batches_of(task, data, bs)
     req_batches = [_batches_of(task, r, bs) for r in requests]
-    from ..losses import infer_kind
-
     kind = kind or (task.kind if task is not None else infer_kind(d_batches[0]))
-    dev = torch.device(device) if device is not None else _device_of(theta_star)
+    dev = torch.device(device) if device is not None else device_of(theta_star)
     base = copy.deepcopy(theta_star).to(dev).eval()
     masked = selector == "mape"
-
-    from ..sitemaps import get_sites
 
     sites = get_sites(base)
     candidates = ModuleMask(heads=torch.ones(sites.shape("heads"), dtype=torch.bool),
@@ -226,8 +217,6 @@ def successive_so(task_or_model: Any, requests: Sequence[Any],
     if metrics is not None:
         out.initial_metrics = dict(metrics(theta_star, 0))
     n_removed = 0
-    from ..selection import select_modules
-
     for t, req in enumerate(req_batches, start=1):
         t1 = time.perf_counter()
         g_t, n_t = grad_sum(base, sparse, req, kind, progress)

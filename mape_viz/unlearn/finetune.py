@@ -1,0 +1,186 @@
+"""The fine-tuning loop of GA / GD / NPO / DPO / SA / RT (docs/design.md §5).
+
+:func:`finetune` runs a method loss (``mape_viz.losses``) with AdamW over epochs of the
+driving set — the forget set for GA/GD/NPO/DPO, the retain set for SA/RT — optionally pairing
+each forget batch with a retain batch (GD; NPO with a retain term). It works on whatever
+tensors it is given: for a masked run those are the slice values of a
+:class:`~mape_viz.unlearn.sparse.SparseParams`, and ``after_step`` writes them into the model.
+
+Data arrive as :class:`Source` s, produced afresh for each epoch (so task data can be
+reshuffled per epoch with a seed) and cycled endlessly for the side set (:func:`cycle`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..losses import LossContext, Terms
+
+Batch = Mapping[str, Any]
+#: ``loss(ctx, forget_batch | None, retain_batch | None) -> {"loss": ..., other terms}``.
+LossFn = Callable[[LossContext, "Batch | None", "Batch | None"], Terms]
+#: ``callback(step, model, row) -> dict | None``: extra metrics merged into the history row.
+Callback = Callable[[int, nn.Module, dict], "dict | None"]
+
+
+@dataclass
+class Source:
+    """Batches of one data set, produced afresh for each epoch.
+
+    ``make(epoch) -> iterable of batches``; ``n_samples`` and ``n_batches`` (per epoch) when
+    known.
+    """
+
+    make: Callable[[int], Iterable[Batch]]
+    n_samples: int | None = None
+    name: str = ""
+    n_batches: int | None = None
+
+    def epoch(self, e: int) -> Iterable[Batch]:
+        return self.make(e)
+
+
+def cycle(source: Source, start_epoch: int = 0) -> Iterator[Batch]:
+    """Endless batches of ``source``, one epoch after another (for GD's retain side)."""
+    e = start_epoch
+    while True:
+        empty = True
+        for b in source.epoch(e):
+            empty = False
+            yield b
+        if empty:
+            raise ValueError(f"the {source.name or 'data'} set is empty")
+        e += 1
+
+
+@dataclass
+class FinetuneOutcome:
+    """``history`` rows, number of updates applied, the stop reason (or None), and the bytes
+    held by the optimizer state (AdamW moments + step counters) after the first step."""
+
+    history: list[dict] = field(default_factory=list)
+    steps: int = 0
+    error: str | None = None
+    optimizer_state_bytes: int = 0
+
+
+def optimizer_state_bytes(opt: torch.optim.Optimizer) -> int:
+    """Bytes of every tensor in ``opt.state`` (AdamW: exp_avg, exp_avg_sq, step)."""
+    return sum(t.numel() * t.element_size() for st in opt.state.values()
+               for t in st.values() if isinstance(t, torch.Tensor))
+
+
+def _terms_to_floats(terms: Mapping[str, torch.Tensor]) -> dict[str, float]:
+    return {k: float(v.detach()) for k, v in terms.items()}
+
+
+def finetune(loss: LossFn, ctx: LossContext, *, forget: Source | None, retain: Source | None,
+             drive: str, with_retain: bool, params: Sequence[torch.Tensor], lr: float,
+             epochs: int, max_steps: int, schedule: str = "constant", weight_decay: float,
+             max_grad_norm: float, after_step: Callable[[], None],
+             callbacks: Sequence[Callback] = (), progress: bool = False,
+             history: list[dict] | None = None, name: str = "") -> FinetuneOutcome:
+    """Minimise ``loss`` with AdamW over ``epochs`` of the driving set.
+
+    Args:
+        loss: a method loss of ``mape_viz.losses``.
+        ctx: what the loss reads (model, reference, kind, config, trained tensors).
+        forget, retain: the run's sources (None when absent).
+        drive: ``"forget"`` (each step: ``loss(ctx, forget_batch, retain_batch | None)``) or
+            ``"retain"`` (``loss(ctx, None, retain_batch)``).
+        with_retain: with ``drive="forget"``, pair every forget batch with the next batch of
+            an endless cycle over ``retain``.
+        params: the tensors AdamW updates.
+        schedule: ``constant`` lr, or ``linear`` decay to 0 over the run (needs the driving
+            set's size; falls back to constant when it is unknown).
+        after_step: runs after every optimizer step (writes sparse values into the model).
+        history: rows are appended here (and returned in the outcome).
+        name: the method's name, for messages and the progress bar.
+
+    Before each step the loss terms and the gradient norm are checked; a NaN/inf stops the
+    run *before* the step is applied, so the model keeps the last good state and the outcome
+    carries the error.
+    """
+    out = FinetuneOutcome(history=history if history is not None else [])
+    params = [p for p in params]
+    if not params:
+        raise ValueError("nothing to train: the mask selects no parameter slice")
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    batches = forget if drive == "forget" else retain
+    if batches is None:
+        raise ValueError(f"method {name!r} needs a {drive} set")
+    side = None
+    if drive == "forget" and with_retain:
+        if retain is None:
+            raise ValueError(f"method {name!r} needs a retain set")
+        side = cycle(retain)
+    total = None
+    if batches.n_batches is not None:
+        total = epochs * batches.n_batches
+        if max_steps:
+            total = min(total, max_steps)
+    sched = None
+    if schedule == "linear" and total:
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1.0 - s / total))
+    bar = tqdm(total=total, desc=name, disable=not progress, leave=False)
+    step = 0
+    try:
+        for epoch in range(epochs):
+            for batch in batches.epoch(epoch):
+                if max_steps and step >= max_steps:
+                    break
+                f, r = (batch, next(side) if side is not None else None) \
+                    if drive == "forget" else (None, batch)
+                opt.zero_grad(set_to_none=True)
+                t0 = time.perf_counter()
+                terms = loss(ctx, f, r)
+                row = {"step": step, "epoch": epoch, **_terms_to_floats(terms)}
+                if not math.isfinite(row["loss"]):
+                    terms_txt = ", ".join(f"{k}={v:.4g}" for k, v in row.items()
+                                          if k not in ("step", "epoch"))
+                    out.error = (f"non-finite loss at step {step} (epoch {epoch}): {terms_txt}; "
+                                 f"stopped: the model keeps its last good state, after {step} "
+                                 f"update(s)")
+                    row["stopped"] = True
+                    out.history.append(row)
+                    break
+                terms["loss"].backward()
+                norm = torch.nn.utils.clip_grad_norm_(
+                    params, max_grad_norm if max_grad_norm > 0 else float("inf"))
+                row["grad_norm"] = float(norm)
+                if not math.isfinite(row["grad_norm"]):
+                    out.error = (f"non-finite gradient at step {step} (epoch {epoch}); stopped: "
+                                 f"the model keeps its last good state, after {step} update(s)")
+                    row["stopped"] = True
+                    out.history.append(row)
+                    break
+                row["lr"] = opt.param_groups[0]["lr"]
+                opt.step()
+                if sched is not None:
+                    sched.step()
+                after_step()
+                if step == 0:
+                    out.optimizer_state_bytes = optimizer_state_bytes(opt)
+                step += 1
+                row["seconds"] = time.perf_counter() - t0
+                for cb in callbacks:
+                    extra = cb(step, ctx.model, row)
+                    if extra:
+                        row.update(extra)
+                out.history.append(row)
+                bar.update(1)
+                bar.set_postfix(loss=f"{row['loss']:.4f}")
+            if out.error or (max_steps and step >= max_steps):
+                break
+    finally:
+        bar.close()
+        opt.zero_grad(set_to_none=True)
+    out.steps = step
+    return out
