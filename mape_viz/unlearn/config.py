@@ -1,4 +1,5 @@
-"""Hyperparameters of the unlearning engine, with the paper's defaults (Appendix D.2).
+"""Hyperparameters of the unlearning engine, with the paper's defaults (Appendix D.2;
+docs/design.md §5, presets: §8).
 
 One flat dataclass, :class:`UnlearnConfig`, so that a run's ``config.json`` is one flat dict
 and the CLI can generate one ``--flag`` per field (from the field's ``help`` metadata). Each
@@ -8,6 +9,9 @@ field's ``metadata["group"]`` says which part of the engine reads it:
 - ``so``: second-order update (Eq. 2 / 10 / 11);
 - ``finetune``: GA, GD, NPO, DPO, SA, RT (Appendix C);
 - ``common``: both.
+
+Which fields each method reads is declared with the method (``METHODS[name].fields``, main
+ones in ``main_fields``), so user interfaces show the right ones.
 
 ``None`` for ``lr`` / ``eta`` means "the default for this run": the paper grid-searches a
 range for full and a 10× higher range for module-aware (90 % sparse) runs, because an update

@@ -1,4 +1,4 @@
-"""The result of an unlearning run, and its run folder on disk.
+"""The result of an unlearning run, and its run folder on disk (docs/design.md §5).
 
 A run folder holds::
 
@@ -36,8 +36,11 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 from torch import nn
 
+from ..mask_io import load_mask, save_mask
 from ..types import ModuleMask, ModuleScores
 from .config import UnlearnConfig
 
@@ -204,8 +207,6 @@ def _write_json(path: Path, obj: Any) -> None:
 
 def save_weights(changes: dict[str, dict], path: Path) -> None:
     """``changes`` → one safetensors file (``<name>::values``/``::index``, dims in metadata)."""
-    from safetensors.torch import save_file
-
     tensors: dict[str, torch.Tensor] = {}
     dims: dict[str, int | None] = {}
     for name, ch in changes.items():
@@ -219,8 +220,6 @@ def save_weights(changes: dict[str, dict], path: Path) -> None:
 
 def read_weights(path: str | os.PathLike) -> dict[str, dict]:
     """Inverse of :func:`save_weights`."""
-    from safetensors import safe_open
-
     out: dict[str, dict] = {}
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata() or {}
@@ -264,8 +263,6 @@ def save_run(result: UnlearnResult, folder: str | os.PathLike, overwrite: bool =
                **(extra or {})}
         _write_json(tmp / CONFIG, cfg)
         if result.mask is not None:
-            from ..mask_io import save_mask
-
             save_mask(result.mask, tmp / MASK)
         metrics = {"ok": result.ok, "error": result.error, "seconds": result.seconds,
                    "peak_memory_bytes": result.peak_memory_bytes,
@@ -288,8 +285,6 @@ def read_run(folder: str | os.PathLike) -> dict[str, Any]:
     metrics = json.loads((folder / METRICS).read_text()) if (folder / METRICS).is_file() else {}
     mask = None
     if cfg.get("mask"):
-        from ..mask_io import load_mask
-
         mask = load_mask(folder / cfg["mask"])
     return {"config": cfg, "metrics": metrics, "mask": mask}
 
