@@ -8,11 +8,13 @@ import os
 import time
 from pathlib import Path
 
+import datasets
 import pandas as pd
 import pytest
 import torch
 from datasets import Dataset
-from transformers import BertConfig, BertModel
+from huggingface_hub import constants
+from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification, BertModel
 
 from mape_viz.tasks import (
     TASKS,
@@ -23,16 +25,21 @@ from mape_viz.tasks import (
     SentimentSpec,
     TinyLlamaSpec,
     TofuSpec,
+    TrainConfig,
     cache,
     generate_sentiment,
     generate_tofu,
     hub,
+    load_local_task,
     load_task,
+    tiny_fit,
 )
-from mape_viz.tasks.base import Task
+from mape_viz.tasks.base import Task, coerce_dataclass
+from mape_viz.tasks.local import collator_for, kind_of_model, load_data_folder, load_model_folder
 from mape_viz.tasks.splits import random_forget_indices, resolve_forget, split_train
 from mape_viz.tasks.tiny_models import tiny_llama
 from mape_viz.tasks.tiny_tofu import PROMPT, forget_authors
+from mape_viz.tasks.tofu_data import IDK
 from mape_viz.tasks.tokenizer import build_word_tokenizer
 
 IGNORE = -100
@@ -41,8 +48,6 @@ IGNORE = -100
 @pytest.fixture(autouse=True)
 def _isolated(tmp_path, monkeypatch):
     """Offline, and every cache (ours, datasets') in a temp dir."""
-    import datasets
-
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("MAPE_VIZ_CACHE", str(tmp_path / "mape_cache"))
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "ds_cache"))
@@ -161,8 +166,6 @@ def test_extractive_qa_positions_recover_the_answer(bert_tok):
 
 
 def test_word_tokenizer_round_trip(tmp_path, bert_tok):
-    from transformers import AutoTokenizer
-
     bert_tok.save_pretrained(tmp_path)
     again = AutoTokenizer.from_pretrained(tmp_path)
     text = "the movie was good ."
@@ -207,17 +210,14 @@ def test_unknown_task_lists_known_ones():
 
 
 def test_config_options_accept_dicts():
-    from mape_viz.tasks import TrainConfig
-    from mape_viz.tasks.base import as_config
-
     default = TrainConfig(epochs=30, lr=1e-3)
-    assert as_config(TrainConfig, None, default) is default
-    assert as_config(TrainConfig, {"lr": 0.5}, default) == TrainConfig(epochs=30, lr=0.5)
-    assert as_config(SentimentSpec, {"n_train": 10}) == SentimentSpec(n_train=10)
+    assert coerce_dataclass(TrainConfig, None, default) is default
+    assert coerce_dataclass(TrainConfig, {"lr": 0.5}, default) == TrainConfig(epochs=30, lr=0.5)
+    assert coerce_dataclass(SentimentSpec, {"n_train": 10}) == SentimentSpec(n_train=10)
     with pytest.raises(ValueError, match="bad SentimentSpec options"):
-        as_config(SentimentSpec, {"n_trian": 10})
+        coerce_dataclass(SentimentSpec, {"n_trian": 10})
     with pytest.raises(TypeError, match="expected a TrainConfig"):
-        as_config(TrainConfig, 3)
+        coerce_dataclass(TrainConfig, 3)
 
 
 def test_unknown_option_lists_options():
@@ -226,8 +226,6 @@ def test_unknown_option_lists_options():
 
 
 def test_toy_sentiment_rejects_oversized_forget_before_training(monkeypatch):
-    from mape_viz.tasks import tiny_fit
-
     monkeypatch.setattr(tiny_fit, "train_model", lambda *a, **k: pytest.fail("trained"))
     with pytest.raises(ValueError, match="larger than the training set"):
         load_task("toy-sentiment", forget=list(range(5000)))
@@ -245,8 +243,6 @@ def test_hub_name_offline_fails_at_once():
 
 
 def test_hub_unreachable_fails_at_once(monkeypatch):
-    from huggingface_hub import constants
-
     for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
@@ -322,8 +318,6 @@ def test_cache_write_is_atomic(llama_tok, monkeypatch):
 
 
 def test_cache_key_ignores_settings_that_cannot_change_a_model():
-    from mape_viz.tasks import TrainConfig
-
     base = cache.config_hash({"train": TrainConfig()})
     assert base == cache.config_hash({"train": TrainConfig(progress=False, threads=2)})
     assert base != cache.config_hash({"train": TrainConfig(lr=1e-3)})
@@ -462,8 +456,6 @@ def test_tofu_from_folder(tmp_path):
     _jsonl(folder / "world_facts_perturbed.jsonl", corpus["world_facts"])
     texts = [t for r in authors + corpus["world_facts"]
              for t in (r["question"], r["answer"], r["paraphrased_answer"], *r["perturbed_answer"])]
-    from mape_viz.tasks.tofu_data import IDK
-
     task = load_task("tofu", split="forget01", data_files=folder,
                      model=_llama_folder(tmp_path, texts + list(IDK)))
     assert task.kind == "causal_lm" and task.retrained_model is None
@@ -524,7 +516,8 @@ def test_task_batches_order_shuffle_and_sizes(bert_tok):
     model = BertModel(BertConfig(vocab_size=len(bert_tok), hidden_size=8, num_hidden_layers=1,
                                  num_attention_heads=2, intermediate_size=8))
     collate = ClassificationCollator(bert_tok)
-    task = Task("t", "classification", model, bert_tok, ds, ds, ds, collate)
+    task = Task(name="t", kind="classification", model=model, tokenizer=bert_tok, forget=ds,
+                retain=ds, test=ds, collate=collate)
     sizes = [b["labels"].shape[0] for b in task.batches("forget", 4)]
     assert sizes == [4, 4, 2]
     plain = torch.cat([b["labels"] for b in task.batches(ds, 3)])
@@ -536,4 +529,76 @@ def test_task_batches_order_shuffle_and_sizes(bert_tok):
     with pytest.raises(ValueError, match="unknown split"):
         next(task.batches("nope", 2))
     with pytest.raises(ValueError, match="kind must be"):
-        Task("t", "regression", model, bert_tok, ds, ds, ds, collate)
+        Task(name="t", kind="regression", model=model, tokenizer=bert_tok, forget=ds,
+             retain=ds, test=ds, collate=collate)
+
+
+def test_task_replace_optional_test_and_hidden_splits(bert_tok):
+    rows = [{"text": "the movie was good .", "label": i % 2} for i in range(6)]
+    ds = Dataset.from_list(rows)
+    model = BertModel(BertConfig(vocab_size=len(bert_tok), hidden_size=8, num_hidden_layers=1,
+                                 num_attention_heads=2, intermediate_size=8))
+    task = Task(kind="classification", model=model, tokenizer=bert_tok, forget=ds, retain=ds,
+                collate=ClassificationCollator(bert_tok), extras={"idk": ["no idea"]})
+    assert task.name == "custom" and task.test is None and "test=-" in repr(task)
+    with pytest.raises(ValueError, match="has no 'test' split"):
+        next(task.batches("test", 2))
+    small = task.replace(forget=ds.select(range(2)), name="two")
+    assert len(small.forget) == 2 and small.name == "two" and small is not task
+    assert small.model is task.model and small.retain is task.retain
+    assert small.extras is task.extras and task.name == "custom" and len(task.forget) == 6
+    assert task.replace(retain=None).retain is None and task.retain is ds
+    with pytest.raises(ValueError, match="no field 'forgett'.*forget"):
+        task.replace(forgett=ds)
+    with pytest.raises(ValueError, match="kind must be"):
+        task.replace(kind="regression")
+
+
+def _local_folders(tmp_path, bert_tok, test_split=True, idk=False):
+    mdir, ddir = tmp_path / "my-model", tmp_path / "data"
+    model = BertForSequenceClassification(BertConfig(
+        vocab_size=len(bert_tok), hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=8, num_labels=2))
+    model.save_pretrained(mdir)
+    bert_tok.save_pretrained(mdir)
+    ddir.mkdir()
+    rows = [{"sentence": "the movie was good .", "label": i % 2} for i in range(10)]
+    parts = {"forget": rows[:2], "retain": rows[2:7]} | ({"test": rows[7:]} if test_split else {})
+    for name, part in parts.items():
+        (ddir / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in part))
+    if idk:
+        (ddir / "idk.json").write_text(json.dumps(["i do not know"]))
+    return mdir, ddir
+
+
+def test_load_local_task_from_model_and_data_folders(tmp_path, bert_tok):
+    mdir, ddir = _local_folders(tmp_path, bert_tok, idk=True)
+    task = load_local_task(mdir, ddir)
+    assert isinstance(task, Task) and task.name == "my-model" and task.kind == "classification"
+    assert (len(task.forget), len(task.retain), len(task.test)) == (2, 5, 3)
+    assert task.extras == {"idk": ["i do not know"]} and task.retrained_model is None
+    assert task.collate.text_key == "sentence" and not task.model.training
+    batch = next(task.batches("retain", 4))
+    assert batch["labels"].tolist() == [0, 1, 0, 1]
+    assert kind_of_model(task.model) == "classification"
+    no_test = load_local_task(*_local_folders(tmp_path / "b", bert_tok, test_split=False))
+    assert no_test.test is None
+    model, tok, kind = load_model_folder(mdir)
+    assert kind == "classification" and tok.padding_side == "right"
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_model_folder(tmp_path / "nope")
+    (ddir / "retain.jsonl").unlink()
+    with pytest.raises(FileNotFoundError, match="no retain split"):
+        load_data_folder(ddir)
+    with pytest.raises(ValueError, match="no text column"):
+        collator_for("classification", tok, ["label", "idx"])
+    with pytest.raises(ValueError, match="unknown task kind"):
+        collator_for("regression", tok, ["text"])
+
+
+def test_load_data_folder_reads_a_saved_dataset_dict(tmp_path):
+    dd = datasets.DatasetDict({"forget": Dataset.from_list([{"text": "a", "label": 0}]),
+                               "retain": Dataset.from_list([{"text": "b", "label": 1}] * 3)})
+    dd.save_to_disk(str(tmp_path / "dd"))
+    splits = load_data_folder(tmp_path / "dd")
+    assert len(splits["forget"]) == 1 and len(splits["retain"]) == 3 and splits["test"] is None

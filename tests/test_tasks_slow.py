@@ -9,12 +9,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import datasets
 import pytest
 import torch
+from transformers import BertConfig, BertModel
 
 from mape_viz.metrics.evaluate import generate_answers
 from mape_viz.metrics.tofu import rouge_l_recall
-from mape_viz.tasks import TrainConfig, load_task
+from mape_viz.tasks import TrainConfig, load_task, real, tiny_fit
 from mape_viz.tasks.tokenizer import build_word_tokenizer
 from mape_viz.tasks.train import torch_threads
 
@@ -24,8 +26,6 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="session")
 def task_cache(tmp_path_factory):
     """Offline, with MAPE_VIZ_CACHE (and datasets' cache) in a session temp dir."""
-    import datasets
-
     root = tmp_path_factory.mktemp("mape_viz_cache")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("HF_HUB_OFFLINE", "1")
@@ -51,8 +51,6 @@ def tofu(task_cache):
 @pytest.fixture
 def no_training(monkeypatch):
     """Make any training call fail: what loads now must come from the cache."""
-    from mape_viz.tasks import real, tiny_fit
-
     def refuse(*args, **kwargs):
         raise AssertionError("trained although the model is cached")
 
@@ -166,8 +164,6 @@ def test_tofu_second_load_uses_the_cache(tofu, no_training):
 
 
 def _sst2_folder(root: Path) -> tuple[Path, str]:
-    from transformers import BertConfig, BertModel
-
     rows = [{"sentence": f"the film was {w} .", "label": int(w in ('good', 'great')), "idx": i}
             for i, w in enumerate(["good", "bad", "great", "awful"] * 6)]
     data = root / "sst2"
@@ -199,8 +195,6 @@ def test_real_finetune_is_cached_and_deterministic(task_cache, tmp_path, monkeyp
     for a, b in zip(task.model.state_dict().values(), twin.model.state_dict().values()):
         assert torch.equal(a, b)
     # and a second call loads from the cache
-    from mape_viz.tasks import real
-
     monkeypatch.setattr(real, "train_model", lambda *a, **k: pytest.fail("retrained"))
     again = load_task("glue/sst2", **kwargs)
     assert all(info["cached"] for info in again.meta["models"].values())

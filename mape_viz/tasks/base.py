@@ -1,38 +1,52 @@
-"""The ``Task`` bundle (model, tokenizer, forget / retain / test data, collator) and the
-task registry behind ``load_task``."""
+"""The one ``Task`` type (model, tokenizer, forget / retain / test data, collator) and the
+task registry behind ``load_task`` (docs/design.md §7).
+
+Every task is a :class:`Task`: the embedded and real tasks of the registry, a local model and
+data folder (:func:`mape_viz.tasks.local.load_local_task`), one built by hand, and the
+variants the experiments and front ends make with :meth:`Task.replace` (other forget rows,
+a split hidden from evaluation).
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import numpy as np
 import torch
 from datasets import Dataset
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from torch import nn
+from transformers import PreTrainedTokenizerBase
 
 from ..registry import Registry
 
 TASK_KINDS = ("classification", "causal_lm", "extractive_qa", "multiple_choice")
+SPLIT_NAMES = ("forget", "retain", "test")
 
 Collate = Callable[[list[dict[str, Any]]], dict[str, torch.Tensor]]
+#: Rows of a split: a ``datasets.Dataset`` or a list of row dicts.
+Rows = Dataset | Sequence[dict[str, Any]]
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Task:
-    """Everything an unlearning run needs, ready to use.
+    """Everything an unlearning run needs, ready to use. Keyword arguments only.
 
     Attributes:
-        name: the registry name (``"toy-sentiment"``, ``"glue/sst2"``, ...).
+        name: the registry name (``"toy-sentiment"``, ``"glue/sst2"``, ...); for your own
+            task any label (run folders and records carry it), default ``"custom"``.
         kind: ``"classification"`` | ``"causal_lm"`` | ``"extractive_qa"`` |
             ``"multiple_choice"`` (which loss and which batch keys, see ``collate``).
         model: the original model (trained on D = forget + retain), eval mode.
         tokenizer: its fast tokenizer (right padding).
         forget: D_f, the rows to unlearn.
         retain: D_r, the rows to keep.
-        test: held-out rows (for generative tasks without a held-out split, see the task).
+        test: held-out rows, or ``None`` (for generative tasks without a held-out split, see
+            the task). Any split set to ``None`` (e.g. ``task.replace(retain=None)``) is
+            skipped by :func:`mape_viz.metrics.evaluate`; unlearning needs forget and retain.
         collate: ``rows -> batch``; batch keys: ``input_ids`` (B, T) long,
             ``attention_mask`` (B, T), optional ``token_type_ids`` (B, T), and ``labels``
             (B,) for classification or (B, T) with -100 on prompt/padding for causal LM and
@@ -41,23 +55,24 @@ class Task:
         extras: named extra sets; for generative tasks ``forget_perturbed`` /
             ``retain_perturbed`` (rows with ``paraphrased_answer`` and a
             ``perturbed_answer`` list, as TOFU's ``*_perturbed`` configs), ``world_facts``,
-            ``real_authors`` (same columns) and ``idk`` ("I don't know" answers for DPO).
+            ``real_authors`` (same columns) and ``idk`` ("I don't know" answers for DPO: rows
+            with an ``answer`` column, or a list of strings).
         retrained_model: the gold model trained on D_r only (``None`` when not available,
-            e.g. for real tasks unless asked for).
+            e.g. for real tasks unless asked for). RT on the task's own split returns it.
         label_names: class names (classification, multiple choice), else ``None``.
         meta: options, cache paths, training times and other facts about the task.
     """
 
-    name: str
+    name: str = "custom"
     kind: str
-    model: PreTrainedModel
+    model: nn.Module
     tokenizer: PreTrainedTokenizerBase
-    forget: Dataset
-    retain: Dataset
-    test: Dataset
+    forget: Rows | None
+    retain: Rows | None
+    test: Rows | None = None
     collate: Collate
-    extras: dict[str, Dataset] = field(default_factory=dict)
-    retrained_model: PreTrainedModel | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+    retrained_model: nn.Module | None = None
     label_names: list[str] | None = None
     meta: dict[str, Any] = field(default_factory=dict)
 
@@ -65,18 +80,36 @@ class Task:
         if self.kind not in TASK_KINDS:
             raise ValueError(f"kind must be one of {TASK_KINDS}, got {self.kind!r}")
 
-    def split(self, name: str) -> Dataset:
+    def replace(self, **changes: Any) -> Task:
+        """A new ``Task`` with ``changes`` (field -> value), sharing everything else (model,
+        datasets, extras: a shallow copy; nothing is copied or modified).
+
+        E.g. ``task.replace(forget=task.forget.select(range(4)))`` (unlearn four rows) or
+        ``task.replace(retain=None, test=None)`` (evaluate the forget split only). The
+        ``extras`` and ``retrained_model`` stay as they are: replace them too when they
+        describe the old rows (``forget_perturbed`` for the forget split; the retrained
+        model, which RT returns, was trained on the old D_r).
+        """
+        unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
+        if unknown:
+            raise ValueError(f"Task has no field {', '.join(map(repr, unknown))}; fields: "
+                             f"{', '.join(f.name for f in dataclasses.fields(self))}")
+        return dataclasses.replace(self, **changes)
+
+    def split(self, name: str) -> Rows:
         """``"forget"``, ``"retain"``, ``"test"`` or an ``extras`` key -> that dataset."""
-        if name in ("forget", "retain", "test"):
-            return getattr(self, name)
+        if name in SPLIT_NAMES:
+            rows = getattr(self, name)
+            if rows is None:
+                raise ValueError(f"task {self.name!r} has no {name!r} split")
+            return rows
         if name in self.extras:
             return self.extras[name]
-        raise ValueError(f"unknown split {name!r}; known: forget, retain, test, "
-                         f"{', '.join(self.extras)}")
+        raise ValueError(f"unknown split {name!r}; known: {', '.join(SPLIT_NAMES)}"
+                         f"{''.join(', ' + k for k in self.extras)}")
 
-    def batches(self, split_or_dataset: str | Dataset | Sequence[dict[str, Any]],
-                batch_size: int, shuffle: bool = False, seed: int = 0
-                ) -> Iterator[dict[str, torch.Tensor]]:
+    def batches(self, split_or_dataset: str | Rows, batch_size: int, shuffle: bool = False,
+                seed: int = 0) -> Iterator[dict[str, torch.Tensor]]:
         """Collated batches of a split (by name) or of any rows, in order or shuffled by
         ``seed``. The last batch may be smaller."""
         data = self.split(split_or_dataset) if isinstance(split_or_dataset, str) \
@@ -96,10 +129,11 @@ class Task:
             yield self.collate(rows)
 
     def __repr__(self) -> str:
+        sizes = ", ".join(f"{s}={'-' if getattr(self, s) is None else len(getattr(self, s))}"
+                          for s in SPLIT_NAMES)
         extras = ", ".join(f"{k}={len(v)}" for k, v in self.extras.items())
         return (f"Task({self.name!r}, kind={self.kind!r}, model={type(self.model).__name__}, "
-                f"forget={len(self.forget)}, retain={len(self.retain)}, test={len(self.test)}"
-                f"{', ' + extras if extras else ''}, retrained="
+                f"{sizes}{', ' + extras if extras else ''}, retrained="
                 f"{'yes' if self.retrained_model is not None else 'no'})")
 
 
@@ -108,7 +142,8 @@ TASKS: Registry[Callable[..., Task]] = Registry("task")
 C = TypeVar("C")
 
 
-def as_config(cls: type[C], value: C | Mapping[str, Any] | None, default: C | None = None) -> C:
+def coerce_dataclass(cls: type[C], value: C | Mapping[str, Any] | None,
+                     default: C | None = None) -> C:
     """``value`` as a ``cls`` dataclass: ``None`` -> ``default`` (or ``cls()``), a mapping
     (e.g. JSON from the command line) -> ``default`` with those fields replaced, an
     instance -> itself."""
@@ -119,7 +154,7 @@ def as_config(cls: type[C], value: C | Mapping[str, Any] | None, default: C | No
         return value
     if isinstance(value, Mapping):
         try:
-            return replace(base, **value)
+            return dataclasses.replace(base, **value)
         except TypeError as err:
             raise ValueError(f"bad {cls.__name__} options {dict(value)}: {err}") from None
     raise TypeError(f"expected a {cls.__name__}, a dict or None, got {type(value).__name__}")

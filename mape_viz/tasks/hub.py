@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from datasets import Dataset, load_dataset
+from huggingface_hub import constants
 from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 EXTENSIONS = {"jsonl": "json", "json": "json", "csv": "csv", "parquet": "parquet"}
@@ -37,8 +38,6 @@ class HubUnavailableError(RuntimeError):
 def hub_offline() -> bool:
     """True when ``HF_HUB_OFFLINE`` (or ``HF_DATASETS_OFFLINE`` / ``TRANSFORMERS_OFFLINE``)
     is set now or was set when ``huggingface_hub`` was imported."""
-    from huggingface_hub import constants
-
     env = any(os.environ.get(v, "").strip().lower() in TRUTHY
               for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"))
     return env or bool(constants.HF_HUB_OFFLINE)
@@ -47,8 +46,6 @@ def hub_offline() -> bool:
 def hub_reachable(timeout: float = 3.0) -> bool:
     """Whether a TCP connection to the hub endpoint opens within ``timeout`` seconds
     (DNS included: it runs in a daemon thread that is abandoned on timeout)."""
-    from huggingface_hub import constants
-
     url = urlparse(constants.ENDPOINT)
     host = url.hostname or "huggingface.co"
     port = url.port or (443 if url.scheme == "https" else 80)

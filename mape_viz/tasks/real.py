@@ -28,7 +28,7 @@ from transformers import (
     AutoModelForSequenceClassification,
 )
 
-from .base import TASKS, Task, as_config
+from .base import TASKS, Task, coerce_dataclass
 from .cache import load_or_train
 from .collate import ClassificationCollator, ExtractiveQACollator
 from .hub import DataFiles, load_pretrained, open_split
@@ -169,7 +169,7 @@ def _supervised(name: str, model: str | None, data_files: DataFiles | None,
         def collate_for(tok):
             return ExtractiveQACollator(tok, max_length=length)
 
-    cfg = as_config(TrainConfig, train, FINETUNE)
+    cfg = coerce_dataclass(TrainConfig, train, FINETUNE)
     key = {"model": _source_id(model), "data": train_ds._fingerprint, "max_length": length}
     info: dict[str, Any] = {}
     gold = None

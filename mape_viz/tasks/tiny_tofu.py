@@ -23,7 +23,7 @@ from typing import Any
 from datasets import Dataset, concatenate_datasets
 from transformers import LlamaForCausalLM
 
-from .base import TASKS, Task, as_config
+from .base import TASKS, Task, coerce_dataclass
 from .collate import CausalLMCollator
 from .tiny_fit import original_and_retrained
 from .tiny_models import TinyLlamaSpec, tiny_llama
@@ -65,9 +65,9 @@ def tiny_tofu(split: str = "forget05", model: str | os.PathLike | None = None,
     Rows: ``question``, ``answer``, ``paraphrased_answer``, ``perturbed_answer``,
     ``author``, ``topic``, ``idx``.
     """
-    data = as_config(TofuSpec, data)
-    spec = as_config(TinyLlamaSpec, arch)
-    cfg = as_config(TrainConfig, train, DEFAULT_TRAIN)
+    data = coerce_dataclass(TofuSpec, data)
+    spec = coerce_dataclass(TinyLlamaSpec, arch)
+    cfg = coerce_dataclass(TrainConfig, train, DEFAULT_TRAIN)
     corpus = generate_tofu(data)
     n_forget = forget_authors(split, data.n_authors)
     cut = (data.n_authors - n_forget) * len(TEMPLATES)

@@ -14,7 +14,7 @@ from typing import Any
 from datasets import Dataset
 from transformers import BertForSequenceClassification
 
-from .base import TASKS, Task, as_config
+from .base import TASKS, Task, coerce_dataclass
 from .collate import ClassificationCollator
 from .sentiment_data import SentimentSpec, generate_sentiment
 from .splits import resolve_forget, split_train
@@ -55,9 +55,9 @@ def toy_sentiment(forget: str | int | Sequence[int] = "random", seed: int = 42,
 
     Rows: ``text``, ``label``, ``rule_label``, ``is_canary``, ``idx``.
     """
-    data = as_config(SentimentSpec, data)
-    spec = as_config(TinyBertSpec, arch)
-    cfg = as_config(TrainConfig, train, DEFAULT_TRAIN)
+    data = coerce_dataclass(SentimentSpec, data)
+    spec = coerce_dataclass(TinyBertSpec, arch)
+    cfg = coerce_dataclass(TrainConfig, train, DEFAULT_TRAIN)
     train_rows, test_rows = generate_sentiment(data)
     train_ds, test_ds = Dataset.from_list(train_rows), Dataset.from_list(test_rows)
     canaries = [r["idx"] for r in train_rows if r["is_canary"]]
