@@ -10,10 +10,19 @@ import random
 
 import pytest
 import torch
+import transformers as T
+from datasets import Dataset, concatenate_datasets
 
-import mape_viz.cli_bench  # noqa: F401  (registers the bench subcommand)
 from mape_viz import experiments as ex
+from mape_viz.cli import SUBCOMMANDS, main
+from mape_viz.cli.bench import comparison_markdown_for
 from mape_viz.experiments import records as rec_mod
+from mape_viz.presets import preset_targets
+from mape_viz.tasks import TASKS, CausalLMCollator, ClassificationCollator, Task
+from mape_viz.tasks.tokenizer import build_word_tokenizer
+from mape_viz.unlearn import UnlearnConfig
+from mape_viz.viz import (comparison_table, relearn_curves, sparsity_curves,
+                          successive_curves)
 
 WORDS = ["good", "bad", "movie", "plot", "was", "not", "very", "the", "fine", "dull"]
 
@@ -22,12 +31,6 @@ def _tiny_classification_task(n_forget: int = 10, n_retain: int = 40, n_test: in
                                seed: int = 0):
     """A ``Task`` with a tiny BERT (d=16, 2 layers, 4 heads, 24 filters) on random word
     sentences labelled by "good" in the sentence; the forget rows have flipped labels."""
-    import transformers as T
-    from datasets import Dataset
-
-    from mape_viz.tasks import ClassificationCollator, Task
-    from mape_viz.tasks.tokenizer import build_word_tokenizer
-
     rng = random.Random(seed)
 
     def row(i: int, flip: bool = False) -> dict:
@@ -56,12 +59,6 @@ def _tiny_classification_task(n_forget: int = 10, n_retain: int = 40, n_test: in
 def _tiny_causal_task():
     """A TOFU-like ``Task`` with a tiny Llama: forget / retain QA rows with paraphrased and
     perturbed answers, world facts, real authors and "I don't know" answers."""
-    import transformers as T
-    from datasets import Dataset, concatenate_datasets
-
-    from mape_viz.tasks import CausalLMCollator, Task
-    from mape_viz.tasks.tokenizer import build_word_tokenizer
-
     prompt = "Question: {question}\nAnswer:"
 
     def qa(i: int, who: str) -> dict:
@@ -121,8 +118,6 @@ FAST = {"epochs": 1, "batch_size": 4, "score_max_retain": 16, "fisher_max_sample
 
 
 def test_sweep_records_feed_sparsity_curves(cls_task):
-    from mape_viz.viz import sparsity_curves
-
     recs = ex.sweep_sparsity(cls_task, ["ga", "so"], ["full", "mape"], [0.5, 0.75],
                              granularities=("both", "heads", "filters"), config=FAST,
                              seeds=(0, 1), eval_max_samples=8, progress=False)
@@ -159,8 +154,6 @@ def test_sweep_records_feed_sparsity_curves(cls_task):
 
 
 def test_successive_records_feed_successive_curves(cls_task):
-    from mape_viz.viz import successive_curves
-
     recs = ex.successive(cls_task, n_requests=3, request_size=3, selectors=("full", "mape"),
                          method="so", sparsity=0.5, config=FAST,
                          scenarios=("successive", "batch", "eq12"), progress=False)
@@ -192,8 +185,6 @@ def test_successive_records_feed_successive_curves(cls_task):
 
 
 def test_relearn_records_feed_relearn_curves(cls_task):
-    from mape_viz.viz import relearn_curves
-
     recs = ex.relearn(cls_task, ["ga", "npo"], ("full", "mape"), epochs=2, lr=1e-3,
                       sparsity=0.5, config=FAST, include_rt=True, progress=False)
     assert len(recs) == (2 * 2 + 1) * 3
@@ -229,9 +220,6 @@ def test_relearn_model_fits_the_relearn_rows_and_leaves_the_input(cls_task):
 
 
 def test_compare_records_feed_comparison_table_and_markdown(cls_task):
-    from mape_viz.cli_bench import comparison_markdown_for
-    from mape_viz.viz import comparison_table
-
     recs = ex.compare_methods(cls_task, ["so", "ga"], ("mape", "full", "sure"), 0.5,
                               config=FAST, overrides={"sa": {"max_steps": 3}},
                               progress=False)
@@ -267,8 +255,6 @@ def test_compare_records_feed_comparison_table_and_markdown(cls_task):
 
 
 def test_compare_on_a_causal_lm_task_has_tofu_columns(lm_task):
-    from mape_viz.cli_bench import comparison_markdown_for
-
     cfg = {**FAST, "score_max_retain": 8}
     recs = ex.compare_methods(lm_task, ["ga", "dpo"], ("full", "mape"), 0.5, config=cfg,
                               overrides={"sa": {"max_steps": 2}}, progress=False)
@@ -283,7 +269,7 @@ def test_compare_on_a_causal_lm_task_has_tofu_columns(lm_task):
 
 
 def test_task_view_and_eval_view(cls_task, lm_task):
-    view = ex.TaskView(cls_task, forget=cls_task.forget.select(range(2)))
+    view = cls_task.replace(forget=cls_task.forget.select(range(2)))
     assert len(view.forget) == 2 and view.retain is cls_task.retain
     assert view.kind == "classification"
     m, _ = ex.evaluate_model(cls_task, cls_task.model, splits=("forget", "test"))
@@ -291,6 +277,64 @@ def test_task_view_and_eval_view(cls_task, lm_task):
     lm, _ = ex.evaluate_model(lm_task, lm_task.model, splits=("forget",))
     assert "forget_rouge" in lm and "forget_quality" in lm
     assert not any(k.startswith(("retain", "world_facts", "real_authors")) for k in lm)
+    m2, _ = ex.evaluate_model(cls_task, cls_task.model, splits=("retain",),
+                              retain=cls_task.retain.select(range(3)))
+    assert m2["retain_acc"] in (0.0, 1 / 3, 2 / 3, 1.0) and "forget_acc" not in m2
+    lm2 = ex.eval_view(lm_task, None, forget=lm_task.forget.select(range(2)))
+    assert len(lm2.forget) == 2 and "forget_perturbed" not in lm2.extras
+    assert {"retain_perturbed", "world_facts", "real_authors", "idk"} <= set(lm2.extras)
+    hidden = ex.eval_view(lm_task, ("forget",))
+    assert hidden.retain is None and hidden.test is None and set(hidden.extras) == \
+        {"forget_perturbed", "idk"}
+    assert lm_task.retain is not None and "retain_perturbed" in lm_task.extras  # untouched
+    with pytest.raises(TypeError, match="Task"):
+        ex.evaluate_model(object(), cls_task.model)
+
+
+def test_config_for_reads_the_presets_targets_in_order():
+    base = UnlearnConfig()
+    over = {"*": {"epochs": 7, "lr": 1.0}, "full": {"lr": 2.0}, "masked": {"lr": 3.0},
+            "so": {"eta": 1e-3}, "so/mape": {"eta": 2e-3}}
+    ex.check_overrides(over)
+    assert ex.config_for(base, over, "ga", "full").lr == 2.0
+    assert ex.config_for(base, over, "ga", "mape").lr == 3.0
+    assert ex.config_for(base, over, "ga", "mape").epochs == 7
+    assert ex.config_for(base, over, "so", "mape").eta == 2e-3
+    assert ex.config_for(base, over, "so", "sure").eta == 1e-3
+    # RT takes no mask (the methods registry says so): a "masked" target never reaches it
+    assert ex.config_for(base, over, "rt", "mape").lr == 2.0
+    assert not ex.is_masked("rt", "mape") and ex.is_masked("ga", "mape")
+    assert ex.config_for(base, None, "ga", "mape") is base
+    bench = preset_targets("toy-sentiment", "bench")
+    assert ex.config_for(base, bench, "so", "full").eta == 1e-6
+    assert ex.config_for(base, bench, "so", "mape").eta == 1e-4
+    assert ex.config_for(base, bench, "ga", "mape").lr == 2e-3
+    with pytest.raises(ValueError, match="not 'full', 'masked', '\\*'"):
+        ex.check_overrides({"**": {"lr": 1.0}})
+    with pytest.raises(TypeError):
+        ex.check_overrides({"*": {"nope": 1.0}})
+
+
+def test_run_record_on_a_replaced_task_with_few_eval_samples(cls_task):
+    four = cls_task.replace(forget=cls_task.forget.select(range(4)))
+    rec, res = ex.run_record(four, "ga", "mape", 0.5, FAST, eval_max_samples=3,
+                             extra={"experiment": "app"})
+    assert res.ok and rec["ok"] and rec["experiment"] == "app" and rec["sparsity"] == 0.5
+    assert rec["mia_n_forget"] == 3.0  # three rows per split evaluated
+    for key in ("task", "kind", "method", "selector", "name", "granularity", "seed", "error",
+                "seconds", "mask_seconds", "unlearn_seconds", "eval_seconds",
+                "n_changed_params", "n_trainable_params", "n_selected_heads",
+                "n_selected_filters", "lr", "eta", "steps", "forget_acc", "forget"):
+        assert key in rec, key
+    assert rec["name"] == "MAPE-GA" and rec["steps"] == 1  # 4 rows, batch 4, 1 epoch
+    # the same rows given as forget= are unlearned and evaluated alike (and RT retrains)
+    rec2, _ = ex.run_record(cls_task, "ga", "mape", 0.5, FAST, eval_max_samples=3,
+                            forget=cls_task.forget.select(range(4)))
+    assert rec2["forget_acc"] == rec["forget_acc"] and rec2["steps"] == 1
+    rt, res_rt = ex.run_record(cls_task, "rt", "mape", 0.5, {**FAST, "max_steps": 1},
+                               forget=cls_task.forget.select(range(4)), eval_max_samples=3)
+    assert rt["selector"] == "full" and rt["sparsity"] == 0.0
+    assert res_rt.meta.get("retrained_from") != "task.retrained_model"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -382,8 +426,6 @@ def test_score_aliases_and_table_columns():
 
 @pytest.fixture()
 def fake_registered(cls_task):
-    from mape_viz.tasks import TASKS
-
     name = "tiny-fake-bench"
     if name not in TASKS:
         TASKS.register(name, help="tiny fake classification task (tests)")(
@@ -392,8 +434,6 @@ def fake_registered(cls_task):
 
 
 def test_bench_cli_end_to_end_on_a_fake_task(tmp_path, capsys, fake_registered):
-    from mape_viz.cli import SUBCOMMANDS, main
-
     assert "bench" in SUBCOMMANDS
     out = tmp_path / "bench"
     argv = ["bench", "--task", fake_registered, "--quick", "--methods", "ga,so",
@@ -443,8 +483,6 @@ def test_bench_cli_end_to_end_on_a_fake_task(tmp_path, capsys, fake_registered):
 
 
 def test_bench_cli_rejects_bad_input_before_work(tmp_path, capsys, fake_registered):
-    from mape_viz.cli import main
-
     base = ["bench", "--task", fake_registered, "--out", str(tmp_path / "x"), "--quiet"]
     assert main(base + ["--selectors", "mape,nope"]) == 2
     assert "unknown selector" in capsys.readouterr().err

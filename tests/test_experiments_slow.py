@@ -13,25 +13,24 @@ import json
 import pytest
 import torch
 
-import mape_viz.cli_bench  # noqa: F401  (registers the bench subcommand)
+import mape_viz.cli.bench  # noqa: F401  (registers the bench subcommand)
+from mape_viz.cli import main
+from mape_viz.experiments import relearn
+from mape_viz.presets import preset_targets
+from mape_viz.tasks import load_task
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def task():
-    from mape_viz.tasks import load_task
-
     torch.set_num_threads(1)  # shared CI cores: oversubscribed threads are many times slower
     return load_task("toy-sentiment", forget="canaries")
 
 
 def test_relearning_raises_forget_accuracy_again(task):
-    from mape_viz.cli_bench import BENCH_DEFAULTS
-    from mape_viz.experiments import relearn
-
     recs = relearn(task, ["gd"], ("full", "mape"), epochs=4, lr=1e-3,
-                   overrides=BENCH_DEFAULTS["toy-sentiment"], progress=False)
+                   overrides=preset_targets("toy-sentiment", "bench"), progress=False)
     by = {(r["selector"], r["epoch"]): r for r in recs}
     print("\n" + "\n".join(f"{s} epoch {e}: forget {r['forget_acc']:.3f} held-out "
                             f"{r['heldout_acc']:.3f} relearn rows {r['relearnset_acc']:.3f}"
@@ -48,8 +47,6 @@ def test_relearning_raises_forget_accuracy_again(task):
 
 
 def test_bench_quick_end_to_end(tmp_path, capsys):
-    from mape_viz.cli import main
-
     out = tmp_path / "bench"
     assert main(["bench", "--task", "toy-sentiment", "--quick", "--out", str(out),
                  "--figures", "--quiet"]) == 0

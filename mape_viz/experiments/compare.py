@@ -12,7 +12,7 @@ Rows, in this order (the order of the printed table):
    (``SURE-SO``, ``MAPE-SO``) at ``sparsity``.
 
 One record per run and seed, with the fields of every run record (see
-:func:`mape_viz.experiments.sweep.sweep_sparsity`) and the ``forget`` / ``retain`` /
+:func:`mape_viz.experiments.run_record`) and the ``forget`` / ``retain`` /
 ``test`` aliases that :func:`mape_viz.viz.comparison_table` reads by default.
 """
 
@@ -20,8 +20,10 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-from ._common import (OnRecord, bar, check_overrides, config_for, default_methods, display_name,
-                      evaluate_model, run_record)
+from ..tasks import Task
+from ..unlearn import as_config
+from ._common import (COMPARE_SELECTORS, OnRecord, bar, check_overrides, config_for,
+                      default_methods, display_name, evaluate_model, require_task, run_record)
 
 __all__ = ["compare_methods", "compare_plan"]
 
@@ -47,8 +49,8 @@ def compare_plan(methods: Sequence[str], selectors: Sequence[str], *, include_rt
     return plan
 
 
-def compare_methods(task: Any, methods: Sequence[str] | None = None,
-                    selectors: Sequence[str] = ("full", "sure", "mape"), sparsity: float = 0.9,
+def compare_methods(task: Task, methods: Sequence[str] | None = None,
+                    selectors: Sequence[str] = COMPARE_SELECTORS, sparsity: float = 0.9,
                     include_rt: bool = True, include_sa: bool = True, *,
                     include_original: bool = True, config: Any = None,
                     overrides: Mapping[str, Mapping[str, Any]] | None = None,
@@ -58,15 +60,17 @@ def compare_methods(task: Any, methods: Sequence[str] | None = None,
     """Run the Table-2 comparison; one record per (method, selector, seed).
 
     Args:
-        task: a Task.
-        methods: unlearning methods (default for the task kind: ``so, ga, gd, npo`` for
-            classification / QA, ``ga, gd, dpo, npo`` for causal LM).
-        selectors: ``full`` (all parameters), ``sure``, ``mape``, ``random``, ``magnitude``.
+        task: a :class:`~mape_viz.tasks.Task`.
+        methods: unlearning methods (default for the task kind:
+            :data:`~mape_viz.experiments.DEFAULT_METHODS`, Table 2 for classification / QA,
+            Table 3 for causal LM).
+        selectors: ``full`` (all parameters) and score selectors
+            (``mape_viz.choices.list_selectors``); default ``full``, ``sure``, ``mape``.
         sparsity: sparsity of the masked runs (paper: 0.9).
         include_rt, include_sa, include_original: add the reference rows.
         config: ``UnlearnConfig`` or dict shared by every run.
         overrides: config overrides by target (see
-            :func:`~mape_viz.experiments._common.config_for`): ``"full"``, ``"masked"``, a
+            :func:`~mape_viz.experiments.config_for`): ``"*"``, ``"full"``, ``"masked"``, a
             method (``{"sa": {"epochs": 1}}``) or ``"method/selector"``.
         seeds: one run per seed (the table averages them); the original model is recorded
             once per seed too so that every row has the same ``n``.
@@ -75,8 +79,7 @@ def compare_methods(task: Any, methods: Sequence[str] | None = None,
         progress: a tqdm bar over the runs.
         on_record: called with each record as soon as it exists.
     """
-    from ..unlearn import as_config
-
+    require_task(task)
     base = as_config(config)
     check_overrides(overrides)
     methods = list(methods) if methods is not None else list(default_methods(task.kind))
@@ -93,8 +96,7 @@ def compare_methods(task: Any, methods: Sequence[str] | None = None,
                         m, secs = evaluate_model(task, task.model, max_samples=eval_max_samples,
                                                  batch_size=eval_batch_size)
                         original_metrics = {**m, "eval_seconds": secs}
-                    rec = {"task": getattr(task, "name", None),
-                           "kind": getattr(task, "kind", None), "experiment": "compare",
+                    rec = {"task": task.name, "kind": task.kind, "experiment": "compare",
                            "method": "original", "selector": "full", "name": "Original",
                            "granularity": "all", "sparsity": 0.0, "seed": seed, "ok": True,
                            "error": None, "seconds": 0.0, "n_changed_params": 0,
@@ -116,7 +118,7 @@ def compare_methods(task: Any, methods: Sequence[str] | None = None,
 
 def _rt_seconds(task: Any, rec: dict[str, Any]) -> None:
     """RT on an embedded task reuses the cached retrained model: report its training time."""
-    info = ((getattr(task, "meta", None) or {}).get("models") or {}).get("retrained") or {}
+    info = (task.meta.get("models") or {}).get("retrained") or {}
     if isinstance(info.get("seconds"), (int, float)):
         rec["run_seconds"] = rec["seconds"]
         rec["seconds"] = float(info["seconds"])

@@ -35,8 +35,11 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
-from ._common import (UNMASKED_METHODS, OnRecord, bar, check_overrides, concat, config_for,
-                      display_name, evaluate_model, prefixed, subset)
+from ..losses import LOSS_KINDS, per_sample_loss
+from ..tasks import Task
+from ..unlearn import as_config, unlearn
+from ._common import (OnRecord, bar, check_overrides, concat, config_for, display_name,
+                      evaluate_model, maskable, prefixed, require_task, subset)
 
 __all__ = ["relearn", "relearn_split", "relearn_model", "PAPER_LR", "DEFAULT_LR"]
 
@@ -58,7 +61,7 @@ def relearn_split(forget: Any, fraction: float = 0.2, seed: int = 0) -> tuple[An
     return subset(forget, k, seed)
 
 
-def relearn_model(task: Any, model: torch.nn.Module, rows: Any, *, epochs: int, lr: float,
+def relearn_model(task: Task, model: torch.nn.Module, rows: Any, *, epochs: int, lr: float,
                   batch_size: int = 8, seed: int = 0, max_grad_norm: float = 1.0,
                   after_epoch: Any = None) -> torch.nn.Module:
     """Fine-tune a copy of ``model`` on ``rows`` (all parameters, AdamW, constant ``lr``).
@@ -66,9 +69,6 @@ def relearn_model(task: Any, model: torch.nn.Module, rows: Any, *, epochs: int, 
     ``after_epoch(epoch, model)`` is called after each epoch (1-based); the model is in eval
     mode during the call. Returns the relearned copy (``model`` is not modified).
     """
-    from ..losses import per_sample_loss
-    from ..unlearn.engine import LOSS_KINDS
-
     if epochs < 0 or lr <= 0 or batch_size < 1:
         raise ValueError("epochs must be >= 0, lr > 0 and batch_size >= 1")
     kind = LOSS_KINDS.get(task.kind, task.kind)
@@ -94,7 +94,7 @@ def relearn_model(task: Any, model: torch.nn.Module, rows: Any, *, epochs: int, 
     return work.eval()
 
 
-def relearn(task: Any, methods: Sequence[str], selectors: Sequence[str] = ("full", "mape"),
+def relearn(task: Task, methods: Sequence[str], selectors: Sequence[str] = ("full", "mape"),
             epochs: int = 5, relearn_fraction: float = 0.2, lr: float = DEFAULT_LR, *,
             sparsity: float = 0.9, config: Any = None,
             overrides: Mapping[str, Mapping[str, Any]] | None = None,
@@ -106,7 +106,7 @@ def relearn(task: Any, methods: Sequence[str], selectors: Sequence[str] = ("full
     """Unlearn with each (method, selector), then run the relearning attack.
 
     Args:
-        task: a Task.
+        task: a :class:`~mape_viz.tasks.Task`.
         methods: unlearning methods (``ga``, ``gd``, ``npo``, ``so``, ...).
         selectors: ``full`` (dashed in Fig. 4) and/or ``mape`` / ``sure`` / ... (solid).
         epochs: relearning epochs (the paper: 10).
@@ -114,8 +114,8 @@ def relearn(task: Any, methods: Sequence[str], selectors: Sequence[str] = ("full
         lr: relearning learning rate (default 1e-3, the training scale of the tiny models;
             the paper's 1e-5 is :data:`PAPER_LR`).
         sparsity: sparsity of the masked unlearning runs.
-        config, overrides: the unlearning configuration, shared and by target (``"full"``,
-            ``"masked"``, a method or ``"method/selector"``; see ``config_for``).
+        config, overrides: the unlearning configuration, shared and by target (``"*"``,
+            ``"full"``, ``"masked"``, a method or ``"method/selector"``; see ``config_for``).
         batch_size: relearning rows per step.
         retain_rows: add this many random retain rows to the relearn set (0: forget rows
             only, the usual attack).
@@ -133,8 +133,7 @@ def relearn(task: Any, methods: Sequence[str], selectors: Sequence[str] = ("full
         ``n_heldout``, ``unlearn_seconds``, ``relearn_seconds`` (cumulative), the
         ``evaluate`` metrics (``forget_acc`` ...), ``heldout_*`` and ``relearnset_*``.
     """
-    from ..unlearn import as_config, unlearn
-
+    require_task(task)
     base = as_config(config)
     check_overrides(overrides)
     rl_forget, heldout = relearn_split(task.forget, relearn_fraction, seed)
@@ -146,7 +145,7 @@ def relearn(task: Any, methods: Sequence[str], selectors: Sequence[str] = ("full
 
     runs: list[tuple[str, str]] = []
     for m in methods:
-        if m in UNMASKED_METHODS:
+        if not maskable(m):
             runs.append((m, "full"))
             continue
         runs.extend((m, s) for s in selectors)
@@ -175,7 +174,7 @@ def relearn(task: Any, methods: Sequence[str], selectors: Sequence[str] = ("full
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)
                 res = unlearn(task, method, sel, sp, cfg, device=device, seed=seed)
-            ident = {"task": getattr(task, "name", None), "kind": getattr(task, "kind", None),
+            ident = {"task": task.name, "kind": task.kind,
                      "experiment": "relearn", "method": method, "selector": sel,
                      "name": display_name(method, sel), "sparsity": sp, "seed": seed,
                      "granularity": cfg.granularity if sel != "full" else "all",

@@ -2,8 +2,9 @@
 
 Every (method, selector, granularity, sparsity, seed) is one :func:`mape_viz.unlearn.unlearn`
 run from the task's original model, evaluated with :func:`mape_viz.metrics.evaluate`; one
-tidy record per run. A full-parameter run (selector ``full``) is recorded once per method and
-seed at ``sparsity = 0`` with ``granularity = "all"``. The records feed
+tidy record per run (:func:`~mape_viz.experiments.run_record`). A full-parameter run
+(selector ``full``) is recorded once per method and seed at ``sparsity = 0`` with
+``granularity = "all"``. The records feed
 :func:`mape_viz.viz.sparsity_curves` directly (Fig. 7: ``color="granularity"``).
 """
 
@@ -11,7 +12,10 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-from ._common import (UNMASKED_METHODS, OnRecord, bar, check_overrides, config_for, display_name,
+from ..selection import GRANULARITIES
+from ..tasks import Task
+from ..unlearn import as_config
+from ._common import (OnRecord, bar, check_overrides, config_for, display_name, maskable,
                       run_record)
 
 __all__ = ["sweep_sparsity", "sweep_plan"]
@@ -22,19 +26,20 @@ def sweep_plan(methods: Sequence[str], selectors: Sequence[str], sparsities: Seq
                ) -> list[dict[str, Any]]:
     """The runs :func:`sweep_sparsity` makes, in order: dicts with ``method``, ``selector``,
     ``granularity``, ``sparsity``, ``seed``. Full runs (``full`` selector, or a method that
-    takes no mask such as ``rt``) appear once per method and seed."""
+    takes no mask such as ``rt``: ``Method.maskable``) appear once per method and seed."""
     if not methods or not selectors:
         raise ValueError("give at least one method and one selector")
     for s in sparsities:
         if not 0.0 <= float(s) < 1.0:
             raise ValueError(f"sparsities must be in [0, 1), got {s!r}")
     for g in granularities:
-        if g not in ("both", "heads", "filters"):
-            raise ValueError(f"granularity must be both, heads or filters, got {g!r}")
+        if g not in GRANULARITIES:
+            raise ValueError(f"granularity must be one of {', '.join(GRANULARITIES)}, "
+                             f"got {g!r}")
     plan: list[dict[str, Any]] = []
     for seed in seeds:
         for m in methods:
-            if m in UNMASKED_METHODS:
+            if not maskable(m):
                 plan.append({"method": m, "selector": "full", "granularity": "all",
                              "sparsity": 0.0, "seed": seed})
                 continue
@@ -50,7 +55,7 @@ def sweep_plan(methods: Sequence[str], selectors: Sequence[str], sparsities: Seq
     return plan
 
 
-def sweep_sparsity(task: Any, methods: Sequence[str], selectors: Sequence[str] = ("mape",),
+def sweep_sparsity(task: Task, methods: Sequence[str], selectors: Sequence[str] = ("mape",),
                    sparsities: Sequence[float] = (0.0, 0.3, 0.5, 0.7, 0.9, 0.95),
                    granularities: Sequence[str] = ("both",), config: Any = None,
                    seeds: Sequence[int] = (0,), *,
@@ -62,18 +67,18 @@ def sweep_sparsity(task: Any, methods: Sequence[str], selectors: Sequence[str] =
     """Unlearn at several sparsities and granularities; one record per run.
 
     Args:
-        task: a Task (``mape_viz.tasks.load_task``) or any object ``unlearn`` and
-            ``evaluate`` accept.
+        task: a :class:`~mape_viz.tasks.Task` (``load_task``, ``load_local_task`` ...).
         methods: names in ``mape_viz.unlearn.METHODS`` (``so``, ``ga``, ``gd``, ``npo`` ...).
-        selectors: ``mape``, ``sure``, ``random``, ``magnitude`` and/or ``full`` (one
-            unmasked run per method, recorded at sparsity 0).
+        selectors: score selectors (``mape``, ``sure`` ...: ``mape_viz.choices.list_selectors``)
+            and/or ``full`` (one unmasked run per method, recorded at sparsity 0).
         sparsities: fractions of modules frozen, each in [0, 1).
-        granularities: ``both``, ``heads`` and/or ``filters`` (Fig. 7 compares them).
+        granularities: any of ``mape_viz.selection.GRANULARITIES`` (``both``, ``heads``,
+            ``filters``; Fig. 7 compares them).
         config: an ``UnlearnConfig`` or dict shared by every run; ``granularity`` is set per
             run.
         seeds: seeds of the runs (selection, shuffling); records keep ``seed`` so the figures
             average over them.
-        overrides: config overrides by target, least specific first: ``"full"`` /
+        overrides: config overrides by target, least specific first: ``"*"``, ``"full"`` /
             ``"masked"`` runs, a method (``{"so": {"eta": 1e-7}}``), ``"method/selector"``
             (see :func:`~mape_viz.experiments._common.config_for`).
         eval_splits: evaluate only these splits (``None``: all; MIA needs all three).
@@ -89,8 +94,6 @@ def sweep_sparsity(task: Any, methods: Sequence[str], selectors: Sequence[str] =
         ``mia_auc`` ... for classification) and the ``forget`` / ``retain`` / ``test``
         aliases.
     """
-    from ..unlearn import as_config
-
     base = as_config(config)
     check_overrides(overrides)
     plan = sweep_plan(methods, selectors, sparsities, granularities, seeds)

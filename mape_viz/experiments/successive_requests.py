@@ -21,12 +21,17 @@ dashes ``scenario``).
 
 from __future__ import annotations
 
+import random
 import time
 import warnings
 from typing import Any, Mapping, Sequence
 
+from ..tasks import Task
+from ..unlearn import as_config, successive_so, unlearn
+from ..unlearn import successive as run_successive
+from ..unlearn.result import count_changed
 from ._common import (OnRecord, bar, check_overrides, concat, config_for, display_name,
-                      evaluate_model, prefixed)
+                      evaluate_model, prefixed, require_task)
 
 __all__ = ["successive", "make_requests", "SCENARIOS"]
 
@@ -44,8 +49,6 @@ def make_requests(rows: Any, n_requests: int, request_size: int | None = None,
     if size < 1 or size * n_requests > n:
         raise ValueError(f"{n_requests} requests of {size} rows need {n_requests * size} "
                          f"rows; the forget set has {n}")
-    import random
-
     order = list(range(n))
     random.Random(seed).shuffle(order)
     out = []
@@ -62,7 +65,7 @@ def _union(parts: Sequence[Any]) -> Any:
     return acc
 
 
-def successive(task: Any, n_requests: int = 4, request_size: int | None = None,
+def successive(task: Task, n_requests: int = 4, request_size: int | None = None,
                selectors: Sequence[str] = ("full", "mape"), method: str = "so",
                sparsity: float | Sequence[float] = 0.9, config: Any = None, *,
                overrides: Mapping[str, Mapping[str, Any]] | None = None,
@@ -73,16 +76,17 @@ def successive(task: Any, n_requests: int = 4, request_size: int | None = None,
     """Serve removal requests one after another and measure after each.
 
     Args:
-        task: a Task; requests are cut from ``task.forget``; ``task.retain`` is the retain set.
+        task: a :class:`~mape_viz.tasks.Task`; requests are cut from ``task.forget``;
+            ``task.retain`` is the retain set.
         n_requests: number of requests.
         request_size: rows per request (default ``len(task.forget) // n_requests``).
-        selectors: ``full`` and/or ``mape`` / ``sure`` / ``random`` / ``magnitude``.
+        selectors: ``full`` and/or score selectors (``mape_viz.choices.list_selectors``).
         method: the unlearning method (``so`` in the paper's Fig. 3; any method works for the
             ``successive`` and ``batch`` scenarios).
         sparsity: one sparsity or several (Fig. 3 labels lines by sparsity); ignored for
             ``full``.
         config: ``UnlearnConfig`` or dict for every run.
-        overrides: config overrides by target (``"full"``, ``"masked"``, the method,
+        overrides: config overrides by target (``"*"``, ``"full"``, ``"masked"``, the method,
             ``"method/selector"``; see ``config_for``).
         scenarios: any of :data:`SCENARIOS`.
         seed: request order and run seeds.
@@ -97,10 +101,7 @@ def successive(task: Any, n_requests: int = 4, request_size: int | None = None,
         ``total_seconds``, ``ok``, ``n_changed_params`` (vs the original model), every
         ``evaluate`` metric, the score aliases and ``removed_*`` metrics.
     """
-    from ..unlearn import as_config, successive_so
-    from ..unlearn import successive as run_successive
-    from ..unlearn.result import count_changed
-
+    require_task(task)
     for s in scenarios:
         if s not in SCENARIOS:
             raise ValueError(f"unknown scenario {s!r}; known: {', '.join(SCENARIOS)}")
@@ -139,7 +140,7 @@ def successive(task: Any, n_requests: int = 4, request_size: int | None = None,
     with bar(len(runs) * n_requests, "successive requests", progress) as b:
         for scen, sel, sp in runs:
             cfg = config_for(base, overrides, method, sel)
-            ident = {"task": getattr(task, "name", None), "kind": getattr(task, "kind", None),
+            ident = {"task": task.name, "kind": task.kind,
                      "experiment": "successive", "scenario": scen, "method": method,
                      "selector": sel, "name": display_name(method, sel), "sparsity": sp,
                      "granularity": cfg.granularity if sel != "full" else "all", "seed": seed,
@@ -174,8 +175,6 @@ def successive(task: Any, n_requests: int = 4, request_size: int | None = None,
                     row.pop("n_selected", None)
                     out.append(_emit(row, on_record))
             elif scen == "batch":
-                from ..unlearn import unlearn
-
                 for t in range(1, n_requests + 1):
                     forget_t = _union(requests[:t])
                     t0 = time.perf_counter()
