@@ -16,9 +16,10 @@ from datasets import Dataset
 from conftest import make_model
 from mape_viz.metrics import (answer_logprob, auc_score, evaluate, forget_quality,
                               generate_answers, model_utility, predict_proba, records,
-                              rouge_l_recall_batch, squad_scores)
+                              rouge_l_recall_batch, squad_scores, tofu_truth_ratios)
 from mape_viz.metrics.evaluate import EvalResult, best_spans, qa_predictions
 from mape_viz.tasks.collate import CausalLMCollator, ExtractiveQACollator, MultipleChoiceCollator
+from mape_viz.tasks.tofu_data import TofuSpec, generate_tofu
 from mape_viz.tasks.tokenizer import build_word_tokenizer
 
 
@@ -248,7 +249,6 @@ def test_evaluate_tofu_forget_quality_uses_retrained_model(lm_task):
     task = TaskLike(**{**lm_task.__dict__, "retrained_model": other})
     res = evaluate(task, task.model, batch_size=4, max_new_tokens=4)
     assert 0.0 <= res["forget_quality"] <= 1.0
-    from mape_viz.metrics import tofu_truth_ratios
     a = tofu_truth_ratios(task.model, task, FORGET)
     b = tofu_truth_ratios(other, task, FORGET)
     assert res["forget_quality"] == pytest.approx(forget_quality(a, b))
@@ -345,8 +345,6 @@ def test_unknown_kind_and_records():
 def test_evaluate_reads_the_tiny_tofu_schema():
     """The tiny-tofu generator's rows (question, answer, paraphrased_answer,
     perturbed_answer list, author, topic, idx) go through evaluate unchanged."""
-    from mape_viz.tasks.tofu_data import TofuSpec, generate_tofu
-
     data = generate_tofu(TofuSpec(n_authors=5, n_perturbed=3, seed=0))
     texts = ["Question: Answer:"] + [t for rows in data.values() for r in rows
                                      for t in [r["question"], r["answer"], r["paraphrased_answer"],

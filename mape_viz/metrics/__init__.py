@@ -1,4 +1,5 @@
-"""Metrics (DESIGN §5): pure functions on plain arrays, and ``evaluate`` for tasks/models.
+"""Metrics (docs/design.md §6): pure functions on plain arrays, and ``evaluate`` for tasks
+and models.
 
 Pure metric functions (tensors, numpy arrays or lists in; floats / arrays out):
 

@@ -17,10 +17,11 @@ float (``"forget_acc"``, ``"mia"``, ``"retain_f1"``, ``"forget_quality"``, ...),
 - ``multiple_choice``: ``{split}_acc`` for every split / extra dataset whose rows have
   choices (a plain-text forget corpus has none and is skipped).
 
-The task object (``mape_viz.tasks``) provides ``.kind``, ``.forget``, ``.retain``, ``.test``
-(``datasets.Dataset`` or lists of row dicts), ``.collate`` (rows -> batch), ``.tokenizer``,
-``.extras`` and ``.retrained_model``. Only these attributes are used, so any object with
-them (e.g. a dataclass in a test) can be evaluated.
+The task (a :class:`mape_viz.tasks.Task`) provides ``.kind``, ``.forget``, ``.retain``,
+``.test`` (``datasets.Dataset`` or lists of row dicts; a split that is ``None``, e.g. after
+``task.replace(test=None)``, is skipped), ``.collate`` (rows -> batch), ``.tokenizer``,
+``.extras`` and ``.retrained_model``. Only these attributes are read, so any object with
+them (e.g. a dataclass in a test) can be evaluated; this package imports no task code.
 """
 
 from __future__ import annotations
@@ -468,8 +469,8 @@ def _tofu_logprobs(model: nn.Module, collate: Any, rows: Rows, batch_size: int,
     a_key = getattr(collate, "answer_key", "answer")
     out: dict[str, np.ndarray | None] = {"gold": None, "paraphrased": None, "perturbed": None}
     if need_gold:
-        out["gold"] = _answer_norm_logprob(model, collate, [(r[q_key], str(r[a_key])) for r in rows],
-                                           batch_size, q_key, a_key)
+        pairs = [(r[q_key], str(r[a_key])) for r in rows]
+        out["gold"] = _answer_norm_logprob(model, collate, pairs, batch_size, q_key, a_key)
     para_key = _first_key(rows[0], PARAPHRASED_KEYS) if rows else None
     if para_key is not None:
         out["paraphrased"] = _answer_norm_logprob(

@@ -1,4 +1,4 @@
-"""Confidence-based membership inference attack (MIA), DESIGN §5.
+"""Confidence-based membership inference attack (MIA), docs/design.md §6.
 
 The attacker sees one number per sample, the model's confidence in the true label
 (p_y, or any increasing function of it such as log p_y), and learns to tell members from
