@@ -3,7 +3,7 @@
 The canaries are training sentences whose label contradicts the sentiment rule: the original
 model gets them right only because it memorised them; the model retrained without them gets
 none right. Unlearning them with MAPE-GD at 90 % sparsity and the default hyperparameters (the
-paper's, with the task's tuned ``TASK_DEFAULTS``) must bring canary accuracy down to the
+paper's, with the task's ``library`` presets of ``mape_viz.presets``) must bring canary accuracy down to the
 retrained model's level (±10 points) while test accuracy stays within 3 points of the original.
 
 Measured (seed 0, this code): original forget/test 1.000/0.994, retrained 0.000/0.998,
@@ -86,6 +86,6 @@ def test_cli_on_the_embedded_task(tmp_path):
                  "--out", str(out), "--quiet", "--device", "cpu"]) == 0
     info = read_run(out)
     assert info["config"]["task"] == "toy-sentiment"
-    assert info["config"]["config"]["lr"] == 1e-2  # the task's tuned default
+    assert info["config"]["config"]["lr"] == 1e-2  # the task's library preset
     assert info["config"]["config"]["max_steps"] == 4  # the flag
     assert "forget_acc" in info["metrics"]["metrics"] and len(info["metrics"]["history"]) == 4
