@@ -685,3 +685,104 @@ def test_cli_ctrl_c_leaves_no_folder(tmp_path, monkeypatch, capsys):
     assert main(argv + ["--out", str(tmp_path / "b")]) == 130
     assert "interrupted" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "model"]
+
+
+# ---------------------------------------------------------------------------------------------
+# The registry: methods carry their runner; hooks never outlive their block
+
+
+@pytest.fixture
+def scratch_methods(monkeypatch):
+    """Register test methods into a copy of the registry, dropped after the test."""
+    from mape_viz.unlearn import METHODS
+
+    monkeypatch.setattr(METHODS, "_items", dict(METHODS._items))
+    monkeypatch.setattr(METHODS, "_help", dict(METHODS._help))
+    return METHODS
+
+
+def test_a_registered_method_runs_through_its_runner(scratch_methods):
+    """The engine hands the run to the method's runner and reports what it returns."""
+    from mape_viz.unlearn import register_method
+    from mape_viz.unlearn.methods import RunOutcome
+
+    seen = {}
+
+    def runner(run):
+        seen.update(mask=run.mask, kind=run.kind, reference=run.reference,
+                    n_forget=run.forget.n_samples, retain=run.retain)
+        with torch.no_grad():
+            next(run.model.parameters()).add_(1.0)
+        return RunOutcome(model=run.model, history=[{"step": 0, "loss": 0.5}],
+                          changes={}, n_trainable=7, meta={"eta": 1.0},
+                          timings={"toy_seconds": 0.0})
+
+    m = register_method("toy", family="custom", objective="mlr", drive="forget",
+                        needs=("forget", "reference"), runner=runner, description="a test method",
+                        fields=("eta",), main_fields=("eta",))
+    assert scratch_methods.get("toy") is m and scratch_methods.help("toy") == "a test method"
+    model = make_model("bert")
+    before = [p.detach().clone() for p in model.parameters()]
+    forget, retain = data("bert", 2, 1)
+    res = quiet(unlearn, model, "toy", "random", 0.5, dict(score_max_retain=0), forget=forget,
+                retain=retain)
+    assert seen["mask"] is res.mask and res.mask is not None and seen["kind"] == "classification"
+    assert seen["reference"] is model and seen["n_forget"] == 8 and seen["retain"] is not None
+    assert res.history == [{"step": 0, "loss": 0.5}] and res.n_trainable_params == 7
+    assert res.meta["eta"] == 1.0 and "toy_seconds" in res.meta["timings"]
+    assert res.n_changed_params > 0 and res.ok and res.model is not model
+    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), before))  # input untouched
+
+
+def test_register_method_refuses_bad_entries(scratch_methods):
+    from mape_viz.unlearn import register_method
+    from mape_viz.unlearn.methods import finetune_runner
+
+    ok = dict(family="finetune", objective="mlf", drive="forget", needs=("forget",),
+              runner=finetune_runner, fields=("lr",), main_fields=("lr",))
+    for bad, match in [(dict(objective="mlx"), "objective='mlx'"),
+                       (dict(drive="test"), "drive='test'"),
+                       (dict(needs=("forget", "teacher")), "needs.*teacher"),
+                       (dict(fields=("lr", "learning_rate")), "learning_rate.*not UnlearnConfig"),
+                       (dict(main_fields=("beta",)), "main_fields.*beta")]:
+        with pytest.raises(ValueError, match=match):
+            register_method("bad", **{**ok, **bad})
+    with pytest.raises(ValueError, match="already registered"):
+        register_method("ga", **ok)
+    assert "bad" not in scratch_methods
+
+
+def test_npo_reads_a_retain_batch_only_with_a_retain_weight():
+    model = make_model("bert")
+    forget, retain = data("bert", 2, 1)
+    plain = unlearn(model, "npo", "full", config=dict(epochs=1), forget=forget)  # no retain
+    assert plain.ok and "retain_loss" not in plain.history[0]
+    with pytest.raises(ValueError, match="'npo' needs a retain set"):
+        unlearn(model, "npo", "full", config=dict(epochs=1, npo_retain_weight=1.0),
+                forget=forget)
+    both = unlearn(model, "npo", "full", config=dict(epochs=1, npo_retain_weight=1.0),
+                   forget=forget, retain=retain)
+    assert both.ok and "retain_loss" in both.history[0]
+
+
+def _hook_count(model) -> int:
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
+
+
+@pytest.mark.parametrize("engine", ["hooks", "vmap"])
+def test_no_hook_outlives_its_block(engine):
+    model = make_model("bert")
+    sp = SparseParams(model, random_mask(model, 0.5))
+    with sp.attached():
+        assert _hook_count(model) == len(sp.by_module) > 0
+    assert _hook_count(model) == 0
+    with pytest.raises(RuntimeError, match="boom"):
+        with sp.attached():
+            raise RuntimeError("boom")
+    assert _hook_count(model) == 0
+    fisher_sum(model, sp, [make_batch("classification")], "classification", engine=engine)
+    assert _hook_count(model) == 0
+    with pytest.raises(KeyError):  # a batch without labels fails inside the pass
+        bad = {k: v for k, v in make_batch("classification").items() if k != "labels"}
+        fisher_sum(model, sp, [bad], "classification", engine=engine)
+    assert _hook_count(model) == 0

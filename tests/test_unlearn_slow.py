@@ -3,8 +3,9 @@
 The canaries are training sentences whose label contradicts the sentiment rule: the original
 model gets them right only because it memorised them; the model retrained without them gets
 none right. Unlearning them with MAPE-GD at 90 % sparsity and the default hyperparameters (the
-paper's, with the task's ``library`` presets of ``mape_viz.presets``) must bring canary accuracy down to the
-retrained model's level (±10 points) while test accuracy stays within 3 points of the original.
+paper's, with the task's ``library`` presets of ``mape_viz.presets``) must bring canary
+accuracy down to the retrained model's level (±10 points) while test accuracy stays within 3
+points of the original.
 
 Measured (seed 0, this code): original forget/test 1.000/0.994, retrained 0.000/0.998,
 MAPE-GD 0.062/0.994. Across unlearning seeds 0–4 MAPE-GD gives 0.062, 0.094, 0.094, 0.156,

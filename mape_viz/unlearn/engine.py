@@ -214,8 +214,9 @@ def _reference(model_in: nn.Module, dev: torch.device) -> nn.Module:
 
 
 def _family(model: nn.Module) -> str | None:
-    """The model's site-map family, or None for an architecture without a site map."""
+    """The model's site-map family, or None for a model ``get_sites`` cannot read (full runs
+    accept any model: no site map, not even a Hugging Face config)."""
     try:
         return get_sites(model).family
-    except Exception:  # noqa: BLE001 — any unsupported model: the run records no family
+    except Exception:  # noqa: BLE001 — whatever the reason, the run just records no family
         return None
