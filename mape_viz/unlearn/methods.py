@@ -236,6 +236,8 @@ def finetune_runner(run: Run) -> RunOutcome:
     """The method's loss with AdamW on the trained tensors (slices of the mask, or every
     parameter), frozen entries bit-identical (``finetune.finetune``)."""
     m, cfg = run.method, run.config
+    if m.loss is None:
+        raise ValueError(f"method {m.name!r} has no loss: the fine-tuning runner needs one")
     sparse = SparseParams(run.model, run.mask, include_head=cfg.include_head)
     n_trainable = sparse.n_trainable()
     lr = cfg.lr_for(run.mask is not None)
