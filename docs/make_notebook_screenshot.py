@@ -11,7 +11,8 @@ Usage::
 
     HF_HUB_OFFLINE=1 python docs/make_notebook_screenshot.py [--out docs/screenshot_notebook01.png]
 
-Needs ``jupyterlab``, ``nbclient``, ``playwright`` (python package) and Chromium at
+The notebooks are the teaching front end (docs/design.md §9). Needs ``jupyterlab``,
+``nbclient``, ``playwright`` (python package), ``Pillow`` and Chromium at
 ``/usr/bin/chromium`` (``--chromium`` to change; no ``playwright install``). The tiny model
 is taken from ``$MAPE_VIZ_CACHE`` (trained there on first use).
 """
@@ -33,6 +34,11 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import nbformat
+from nbclient import NotebookClient
+from PIL import Image
+from playwright.sync_api import sync_playwright
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "01_which_heads_matter.ipynb"
 OUT = ROOT / "docs" / "screenshot_notebook01.png"
@@ -50,9 +56,6 @@ def free_port() -> int:
 
 def execute_notebook(src: Path, dst: Path, timeout: int) -> None:
     """Run ``src`` top to bottom with the CI sizes and write the executed copy to ``dst``."""
-    import nbformat
-    from nbclient import NotebookClient
-
     env = {"MAPE_VIZ_QUICK": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)  # the kernel inherits this environment
@@ -153,8 +156,6 @@ class JupyterLab:
 
 
 def screenshot(url: str, chromium: str, width: int, height: int, timeout_s: float) -> bytes:
-    from playwright.sync_api import sync_playwright
-
     ms = int(timeout_s * 1000)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
@@ -194,8 +195,6 @@ def screenshot(url: str, chromium: str, width: int, height: int, timeout_s: floa
 
 def shrink(png: bytes, max_bytes: int = MAX_BYTES) -> bytes:
     """Palette-quantise (and if needed downscale) the PNG until it is below ``max_bytes``."""
-    from PIL import Image
-
     img = Image.open(io.BytesIO(png)).convert("RGB")
     while True:
         buf = io.BytesIO()

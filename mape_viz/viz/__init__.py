@@ -1,7 +1,9 @@
 """Figures of MAPE-Unlearn results: plain functions returning ``plotly.graph_objects.Figure``.
 
 They draw library results (``ModuleScores``, ``ModuleMask``, tidy experiment records) and
-never call ``.show()`` nor compute a score or a selection.
+never call ``.show()`` nor compute a score or a selection. The notebooks, the widgets
+(:mod:`mape_viz.ui`), the app and ``mape-viz bench --figures`` all draw with these
+(docs/design.md §9).
 
 - :mod:`~mape_viz.viz.modules`: :func:`head_heatmap`, :func:`filter_view`,
   :func:`selected_per_layer`, :func:`g_vs_fisher`.
@@ -10,8 +12,10 @@ never call ``.show()`` nor compute a score or a selection.
   (Fig. 3), :func:`relearn_curves` (Fig. 4), :func:`comparison_table` (Table 2), and the
   generic :func:`line_figure`.
 - :mod:`~mape_viz.viz.export`: :func:`to_html`, :func:`write_figures` (offline HTML).
+- :func:`message_figure`: a figure that says why a view has nothing to draw.
 """
 
+from ._common import message_figure
 from .curves import (comparison_rows, comparison_table, line_figure, relearn_curves,
                      sparsity_curves, successive_curves)
 from .export import to_html, write_figures
@@ -23,5 +27,5 @@ __all__ = [
     "swap_changes", "warm_vs_refined",
     "line_figure", "sparsity_curves", "successive_curves", "relearn_curves",
     "comparison_rows", "comparison_table",
-    "to_html", "write_figures",
+    "to_html", "write_figures", "message_figure",
 ]

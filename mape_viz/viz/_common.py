@@ -6,6 +6,7 @@ library already made (1 = highest score = first to be selected), used only in ho
 
 from __future__ import annotations
 
+import html
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -24,6 +25,16 @@ LEFT_COLOR = "#d62728"
 
 #: The customdata columns of a module hover: see :func:`module_customdata`.
 MODULE_FIELDS = ("score", "g", "F", "rank", "layer rank", "selected")
+
+
+def message_figure(text: str, height: int = 240) -> go.Figure:
+    """An empty figure that shows one line of text (e.g. "no warm start: refinement is off")
+    where a view has nothing to draw."""
+    fig = go.Figure()
+    fig.add_annotation(text=html.escape(text), showarrow=False, xref="paper", yref="paper",
+                       x=0.5, y=0.5, font={"size": 14})
+    fig.update_layout(xaxis={"visible": False}, yaxis={"visible": False}, height=height)
+    return fig
 
 
 def to_numpy(x: Any) -> np.ndarray:
@@ -87,7 +98,7 @@ def mask_values(mask: ModuleMask | None, kind: str, shape: tuple[int, ...]) -> n
 def ranks(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Ranks of an (L, n) array, 1 = highest: (global rank over all L·n, rank within the layer).
 
-    Modules of one kind are ranked together across layers (DESIGN §2), so the global rank is
+    Modules of one kind are ranked together across layers (docs/design.md §3), so the global rank is
     the one the top-k selection uses; ties keep index order.
     """
     L, n = values.shape

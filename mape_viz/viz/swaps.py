@@ -1,4 +1,4 @@
-"""Figures of the layer-wise greedy-swap refinement (paper Eq. 9, DESIGN §3).
+"""Figures of the layer-wise greedy-swap refinement (paper Eq. 9, docs/design.md §4).
 
 They draw what :func:`mape_viz.selection.select_modules` recorded in the
 :class:`~mape_viz.types.ModuleMask`: ``swaps`` (one :class:`~mape_viz.types.SwapRecord` per
