@@ -4,7 +4,9 @@
     python app.py --model-dir DIR      # a local safetensors classifier instead of the tiny one
     python app.py --host 0.0.0.0 --port 7861 --share
 
-Layout only: every handler composes calls from ``mape_viz.app_logic`` (tested directly).
+Layout only (docs/design.md §9): every handler composes calls from ``mape_viz.ui.app_logic``
+(tested directly); every choice list comes from ``mape_viz.choices`` and the initial
+hyperparameters from the app's presets (``mape_viz.presets``).
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ from typing import Any, Callable
 
 import gradio as gr
 
-from mape_viz import app_logic as L
-from mape_viz.scores import SELECTORS
+from mape_viz.choices import (describe, list_granularities, list_methods, list_objectives,
+                              list_refine_modes, list_selectors)
+from mape_viz.ui import app_logic as L
+from mape_viz.viz import sparsity_curves
 
 log = logging.getLogger("mape_viz.app")
 
@@ -27,10 +31,8 @@ BEFORE_AFTER_HEADERS = ["id", "text", "label", "rule label", "before", "conf. be
                         "conf. after"]
 METRIC_HEADERS = ["model", "forget acc", "retain acc", "test acc", "MIA: forget as member",
                   "MIA AUC"]
-# With these, MAPE-GA (and MAPE-NPO) at 90 % sparsity flipped 8 of 8 single canaries to the
-# rule's label on the embedded task; 1e-3 x 20 steps flipped 6 of 8, 2e-3 x 10 steps 5 of 8.
-DEFAULT_LR = 2e-3
-DEFAULT_EPOCHS = 20
+#: Sparsities the sweep tab offers (and the two it starts with).
+SWEEP_SPARSITIES = ["0.5", "0.8", "0.9", "0.95"]
 INTRO = """# mape_viz — module-aware unlearning
 Pick training samples to forget (the **canaries** are memorised samples whose label contradicts
 the rule), see which attention heads and FFN filters matter for them (MAPE scores: the mask
@@ -72,9 +74,9 @@ def build_app(ctx: L.AppContext | None = None, task: str = "toy-sentiment",
               model_dir: str | None = None) -> gr.Blocks:
     """Build the app around one loaded task (``ctx``), loading it when not given."""
     ctx = ctx or L.AppContext.load(task, model_dir=model_dir)
-    from mape_viz.unlearn import methods_for, selector_names
-
-    methods = methods_for(ctx.task.kind)
+    methods = list_methods(ctx.task.kind)
+    first_method = "ga" if "ga" in methods else methods[0]
+    preset = L.app_config(ctx.task, first_method, "mape")  # what the controls start from
     first_canary = ctx.canary_ids()[:1]
 
     # ---- handlers: compose app_logic calls --------------------------------------------------
@@ -92,18 +94,15 @@ def build_app(ctx: L.AppContext | None = None, task: str = "toy-sentiment",
         return ", ".join(current)
 
     @friendly
-    def on_score(ids_text, objective_label, selector, granularity, sparsity, refine, state,
+    def on_score(ids_text, objective, selector, granularity, sparsity, refine, state,
                  progress=gr.Progress(track_tqdm=True)):
         ids = L.parse_ids(ids_text, ctx)
         progress(0, desc="scoring modules")
-        state = L.compute_scores(ctx, state, ids, L.OBJECTIVES[objective_label], selector)
+        state = L.compute_scores(ctx, state, ids, objective, selector)
         L.select(state, sparsity, granularity, refine)
         figs = L.explore_figures(state)
-        preds = ctx.predictions
-        names = ctx.task.label_names or ["0", "1"]
-        pred_md = "; ".join(f"#{i}: predicts **{names[preds[i][0]]}** ({preds[i][1]:.1%})" for i in ids[:8])
-        return (state, L.mask_summary(state) + "\n\n" + pred_md, figs["heads"], figs["filters"],
-                figs["per_layer"], figs["swaps"])
+        return (state, L.mask_summary(state) + "\n\n" + L.prediction_summary(ctx, ids),
+                figs["heads"], figs["filters"], figs["per_layer"], figs["swaps"])
 
     @friendly
     def on_redraw(granularity, sparsity, refine, state):
@@ -123,8 +122,6 @@ def build_app(ctx: L.AppContext | None = None, task: str = "toy-sentiment",
 
     @friendly
     def on_sweep(ids_text, method, selectors, sparsities, epochs, lr):
-        from mape_viz.viz import sparsity_curves
-
         ids = L.parse_ids(ids_text, ctx)
         if not selectors or not sparsities:
             raise ValueError("choose at least one selector and one sparsity")
@@ -153,12 +150,17 @@ def build_app(ctx: L.AppContext | None = None, task: str = "toy-sentiment",
                                  interactive=False, max_height=260, wrap=True,
                                  label="Click a row to add it to the forget set")
             with gr.Row():
-                objective = gr.Radio(list(L.OBJECTIVES), value="MLF (for GA/GD/NPO)", label="Objective")
-                selector = gr.Dropdown(SELECTORS.names(), value="mape", label="Selector")
-                granularity = gr.Radio(list(L.GRANULARITIES), value="both", label="Granularity")
+                objective = gr.Radio([(describe("objective", o), o) for o in list_objectives()],
+                                     value="mlf", label="Objective")
+                selector = gr.Dropdown(list_selectors(include_full=False), value="mape",
+                                       label="Selector")
+                granularity = gr.Radio(list_granularities(), value=preset.granularity,
+                                       label="Granularity")
             with gr.Row():
                 sparsity = gr.Slider(0.0, 0.99, value=0.9, step=0.01, label="Sparsity (fraction frozen)")
-                refine = gr.Radio(list(L.REFINES), value="greedy", label="Refinement")
+                refine = gr.Radio(list_refine_modes(), value=preset.refine, label="Refinement",
+                                  info="; ".join(f"{m}: {describe('refine', m)}"
+                                                 for m in list_refine_modes()))
                 score_btn = gr.Button("Compute scores", variant="primary", elem_id="score-btn")
             summary = gr.Markdown(elem_id="explore-summary")
             with gr.Row():
@@ -169,12 +171,13 @@ def build_app(ctx: L.AppContext | None = None, task: str = "toy-sentiment",
                 swaps_plot = gr.Plot(label="Greedy-swap changes")
         with gr.Tab("Unlearn", id="unlearn"):
             with gr.Row():
-                method = gr.Dropdown(methods, value="ga" if "ga" in methods else methods[0], label="Method")
-                u_selector = gr.Dropdown(selector_names(), value="mape", label="Selector")
+                method = gr.Dropdown(methods, value=first_method, label="Method")
+                u_selector = gr.Dropdown(list_selectors(), value="mape", label="Selector")
                 u_sparsity = gr.Slider(0.0, 0.99, value=0.9, step=0.01, label="Sparsity")
             with gr.Row():
-                lr = gr.Number(value=DEFAULT_LR, label="Learning rate (empty = method default)")
-                epochs = gr.Slider(1, 50, value=DEFAULT_EPOCHS, step=1, label="Epochs over the forget set")
+                lr = gr.Number(value=preset.lr, label="Learning rate (empty = method default)")
+                epochs = gr.Slider(1, 50, value=preset.epochs, step=1,
+                                   label="Epochs over the forget set")
                 run_btn = gr.Button("Unlearn", variant="primary", elem_id="unlearn-btn")
                 cancel_btn = gr.Button("Cancel")
             run_summary = gr.Markdown(elem_id="run-summary")
@@ -183,13 +186,12 @@ def build_app(ctx: L.AppContext | None = None, task: str = "toy-sentiment",
             metrics = gr.Dataframe(headers=METRIC_HEADERS, label="Metrics", interactive=False)
         with gr.Tab("Sweep", id="sweep"):
             with gr.Row():
-                s_method = gr.Dropdown(methods, value="ga" if "ga" in methods else methods[0], label="Method")
-                s_selectors = gr.CheckboxGroup(["mape", "random", "full"], value=["mape"],
-                                               label="Selectors")
-                s_sparsities = gr.CheckboxGroup(["0.5", "0.8", "0.9", "0.95"], value=["0.8", "0.95"],
+                s_method = gr.Dropdown(methods, value=first_method, label="Method")
+                s_selectors = gr.CheckboxGroup(list_selectors(), value=["mape"], label="Selectors")
+                s_sparsities = gr.CheckboxGroup(SWEEP_SPARSITIES, value=["0.8", "0.95"],
                                                 label="Sparsities")
-                s_epochs = gr.Slider(1, 50, value=DEFAULT_EPOCHS, step=1, label="Epochs")
-                s_lr = gr.Number(value=DEFAULT_LR, label="Learning rate (empty = default)")
+                s_epochs = gr.Slider(1, 50, value=preset.epochs, step=1, label="Epochs")
+                s_lr = gr.Number(value=preset.lr, label="Learning rate (empty = default)")
             sweep_btn = gr.Button("Run sweep", variant="primary", elem_id="sweep-btn")
             sweep_plot = gr.Plot(label="Sparsity trade-off (drawn as runs finish)", elem_id="sweep-plot")
             sweep_table = gr.JSON(label="Records", elem_id="sweep-records")

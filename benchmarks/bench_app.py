@@ -21,7 +21,7 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from mape_viz import app_logic as L  # noqa: E402
+from mape_viz.ui import app_logic as L  # noqa: E402
 
 
 def main() -> None:
@@ -48,7 +48,8 @@ def main() -> None:
         redraw_s.append(time.perf_counter() - t)
 
     t = time.perf_counter()
-    run = L.run_unlearn(ctx, ids, "npo", "mape", 0.9, 2e-3, 20)
+    preset = L.app_config(ctx.task, "npo", "mape")  # the Unlearn tab's initial lr and epochs
+    run = L.run_unlearn(ctx, ids, "npo", "mape", 0.9, preset.lr, preset.epochs)
     npo_s = time.perf_counter() - t
 
     res = {"task": "toy-sentiment (canaries)", "load_s": load_s,

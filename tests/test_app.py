@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def ctx():
-    from mape_viz import app_logic as L
+    from mape_viz.ui import app_logic as L
 
     return L.AppContext.load("toy-sentiment", forget="canaries")
 
@@ -42,7 +42,7 @@ def served(ctx):
 
 
 def test_parse_ids_and_errors(ctx):
-    from mape_viz import app_logic as L
+    from mape_viz.ui import app_logic as L
 
     assert L.parse_ids("3, 1 3", ctx) == [1, 3]
     assert L.parse_ids("canaries", ctx) == ctx.canary_ids()
@@ -57,7 +57,7 @@ def test_parse_ids_and_errors(ctx):
 
 
 def test_sample_table_search(ctx):
-    from mape_viz import app_logic as L
+    from mape_viz.ui import app_logic as L
 
     rows = L.sample_table(ctx, "canaries")
     assert rows and all(r[4] for r in rows)
@@ -69,7 +69,7 @@ def test_sample_table_search(ctx):
 
 
 def test_redraw_uses_cached_scores(ctx, monkeypatch):
-    from mape_viz import app_logic as L
+    from mape_viz.ui import app_logic as L
 
     ids = ctx.canary_ids()[:1]
     state = L.compute_scores(ctx, None, ids, "mlf", "mape")
@@ -85,10 +85,11 @@ def test_redraw_uses_cached_scores(ctx, monkeypatch):
 
 
 def test_unlearn_handler_flips_a_canary_and_keeps_the_base(ctx):
-    from mape_viz import app_logic as L
+    from mape_viz.ui import app_logic as L
 
     cid = ctx.canary_ids()[1]
-    run = L.run_unlearn(ctx, [cid], "ga", "mape", 0.9, 2e-3, 20)
+    preset = L.app_config(ctx.task, "ga", "mape")  # the values the Unlearn tab starts with
+    run = L.run_unlearn(ctx, [cid], "ga", "mape", 0.9, preset.lr, preset.epochs)
     rule = ctx.train[cid]["rule_label"]
     assert run.before[0][0] != rule and run.after[0][0] == rule
     table = L.before_after_table(ctx, run)
@@ -103,14 +104,18 @@ def test_unlearn_handler_flips_a_canary_and_keeps_the_base(ctx):
 def test_client_explore_then_unlearn(served, ctx):
     from gradio_client import Client
 
+    from mape_viz.ui import app_logic as L
+
     _, url = served
     client = Client(url, verbose=False)
     cid = ctx.canary_ids()[2]
-    out = client.predict(str(cid), "MLF (for GA/GD/NPO)", "mape", "both", 0.9, "greedy",
+    out = client.predict(str(cid), "mlf", "mape", "both", 0.9, "greedy",
                          api_name="/explore")
     summary = out[0]
     assert "heads" in summary and "selected" in summary
-    out = client.predict(str(cid), "ga", "mape", 0.9, 2e-3, 20, api_name="/unlearn")
+    preset = L.app_config(ctx.task, "ga", "mape")
+    out = client.predict(str(cid), "ga", "mape", 0.9, preset.lr, preset.epochs,
+                         api_name="/unlearn")
     run_md, before_after = out[0], out[1]
     row = before_after["data"][0]
     assert row[0] == cid
@@ -121,17 +126,19 @@ def test_client_explore_then_unlearn(served, ctx):
 def test_three_concurrent_clients_get_their_own_results(served, ctx):
     from gradio_client import Client
 
-    from mape_viz import app_logic as L
+    from mape_viz.ui import app_logic as L
 
     _, url = served
     ids = ctx.canary_ids()[3:6]
+    preset = L.app_config(ctx.task, "ga", "mape")
     results: dict[int, object] = {}
     errors: list[BaseException] = []
 
     def one(cid: int) -> None:
         try:
             client = Client(url, verbose=False)
-            results[cid] = client.predict(str(cid), "ga", "mape", 0.9, 2e-3, 20, api_name="/unlearn")
+            results[cid] = client.predict(str(cid), "ga", "mape", 0.9, preset.lr, preset.epochs,
+                                          api_name="/unlearn")
         except BaseException as e:  # noqa: BLE001
             errors.append(e)
 

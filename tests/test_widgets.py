@@ -11,9 +11,9 @@ import plotly.graph_objects as go
 import pytest
 import torch
 
-from mape_viz import widgets as wmod
+from mape_viz.ui import widgets as wmod
 from mape_viz.types import ModuleMask, ModuleTerms
-from mape_viz.widgets import FigurePane, ModuleExplorer, UnlearnPanel
+from mape_viz.ui.widgets import FigurePane, ModuleExplorer, UnlearnPanel
 
 from test_viz import H, L, make_scores
 
@@ -299,14 +299,63 @@ def test_unlearn_panel_lists_registered_methods():
     assert cfg.eta is None and cfg.refine == "greedy"
 
 
+def test_unlearn_panel_starts_from_the_presets():
+    """The controls show the front end's presets for the task, method and selector
+    (mape_viz.presets); a value the user changed survives a change of method or selector."""
+    from mape_viz.presets import preset_values
+
+    calls = []
+    task = FakeTask(name="toy-sentiment", kind="classification", forget=fake_task().forget,
+                    model="original", meta={})
+    panel = UnlearnPanel(task, fake_unlearn_factory(calls), fake_evaluate,
+                         predict_fn=fake_predict)
+    c = panel.controls
+    c["method"].value = "so"
+    so = preset_values("toy-sentiment", "notebook", "so", "mape", masked=True)
+    assert float(c["hp"]["eta"].value) == so["eta"]
+    c["method"].value = "ga"
+    masked = preset_values("toy-sentiment", "notebook", "ga", "mape", masked=True)
+    assert float(c["hp"]["lr"].value) == masked["lr"] and c["hp"]["epochs"].value == masked["epochs"]
+    assert {"refine", "granularity"} <= set(c["hp"])
+    c["selector"].value = "full"
+    full = preset_values("toy-sentiment", "notebook", "ga", "full", masked=False)
+    assert float(c["hp"]["lr"].value) == full["lr"] != masked["lr"]
+    assert "refine" not in c["hp"]
+    c["hp"]["epochs"].value = 7                       # the user's value ...
+    c["selector"].value = "mape"
+    assert c["hp"]["epochs"].value == 7              # ... is kept; the untouched lr follows
+    assert float(c["hp"]["lr"].value) == masked["lr"]
+    c["method"].value = "rt"                          # retraining takes no mask
+    assert "refine" not in c["hp"] and c["hp"]["epochs"].value == 7
+    panel.run()
+    assert panel.error is None, panel.error
+    cfg = calls[-1]["config"]
+    assert cfg.epochs == 7 and cfg.lr == full["lr"]
+
+
+def test_ui_package_imports_no_gradio():
+    """The ui package (app logic, widgets, explorer state) never imports Gradio; app.py does."""
+    import ast
+    from pathlib import Path
+
+    import mape_viz
+
+    root = Path(mape_viz.__file__).parent
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            assert not any(n.split(".")[0] == "gradio" for n in names), path
+
+
 # ------------------------------------------------------- with the real library (tiny BERT)
 
 def tiny_classification_task():
-    """A SimpleTask: untrained tiny BERT, word tokenizer, 6 forget / 12 retain / 8 test rows."""
+    """A Task: untrained tiny BERT, word tokenizer, 6 forget / 12 retain / 8 test rows."""
     datasets = pytest.importorskip("datasets")
-    data = pytest.importorskip("mape_viz.unlearn.data")
     import transformers as T
 
+    from mape_viz.tasks import Task
     from mape_viz.tasks.collate import ClassificationCollator
     from mape_viz.tasks.tokenizer import build_word_tokenizer
 
@@ -319,9 +368,9 @@ def tiny_classification_task():
         vocab_size=len(tok), hidden_size=16, num_hidden_layers=2, num_attention_heads=4,
         intermediate_size=24, max_position_embeddings=32, num_labels=2)).eval()
     ds = datasets.Dataset.from_list(rows)
-    return data.SimpleTask(model=model, tokenizer=tok, forget=ds.select(range(6)),
-                           retain=ds.select(range(6, 18)), test=ds.select(range(18, 26)),
-                           collate=ClassificationCollator(tok), kind="classification")
+    return Task(model=model, tokenizer=tok, forget=ds.select(range(6)),
+                retain=ds.select(range(6, 18)), test=ds.select(range(18, 26)),
+                collate=ClassificationCollator(tok), kind="classification")
 
 
 def test_panel_and_explorer_with_the_library_on_a_tiny_task():

@@ -1,15 +1,19 @@
-"""Notebook widgets: explore module scores and masks, and run one unlearning interactively.
+"""Notebook widgets: explore module scores and masks, and run one unlearning interactively
+(docs/design.md §9).
 
 - :class:`ModuleExplorer` — objective / selector / granularity / sparsity / refinement
-  controls over the figures of :mod:`mape_viz.viz`. Scores are cached per (objective,
-  selector): moving a slider only re-runs the *selection* (``select_modules``, itself cached
-  per setting), never the scorer.
-- :class:`UnlearnPanel` — method, selector, sparsity and the main hyperparameters, a run
-  button with a progress bar, metrics before / after and predictions on forget samples.
+  controls over the figures of :mod:`mape_viz.viz`. Its caches are the shared
+  :class:`~mape_viz.ui.explorer.ExplorerState` (the app's explore tab uses the same): scores
+  per (objective, selector), selections per setting — moving a slider only re-runs the
+  *selection*, never the scorer.
+- :class:`UnlearnPanel` — method, selector, sparsity and the method's main hyperparameters
+  (``Method.main_fields``, widgets from ``UnlearnConfig``'s field metadata, initial values
+  from the ``notebook`` presets), a run button with a progress bar, metrics before / after
+  and predictions on forget samples.
 
 Both compose library calls and hold no algorithm; the heavy functions (scorer, selection,
-unlearning, evaluation, prediction) are injected callables with library defaults imported
-lazily, so the widgets are testable with fakes.
+unlearning, evaluation, prediction) are injected callables with library defaults, so the
+widgets are testable with fakes. Every choice list comes from :mod:`mape_viz.choices`.
 
 The explorer draws into one ``plotly.graph_objects.FigureWidget`` (needs the ``anywidget``
 package; each FigureWidget carries its own ≈5 MB copy of plotly.js to the browser, so there
@@ -27,24 +31,27 @@ import importlib.util
 import inspect
 import json
 import time
-from collections import OrderedDict
 from typing import Any, Callable, Mapping, Sequence
 
 import ipywidgets as W
 import plotly.graph_objects as go
 
-from . import viz
-from .types import MODULE_KINDS, ModuleMask, ModuleScores
+from .. import viz
+from ..choices import (describe, list_granularities, list_methods, list_objectives,
+                       list_refine_modes, list_selectors)
+from ..experiments import is_masked
+from ..metrics import classify, evaluate, generate_answers, qa_predictions
+from ..metrics.evaluate import KIND_ALIASES
+from ..selection import select_modules
+from ..types import MODULE_KINDS, ModuleMask, ModuleScores
+from ..unlearn import METHODS, UnlearnConfig, as_config, unlearn
+from .explorer import VIEWS, ExplorerState, Scorer, SelectFn, mask_summary, view_figure
 
-__all__ = ["FigurePane", "ModuleExplorer", "UnlearnPanel", "default_predict", "REFINE_OPTIONS"]
+__all__ = ["FigurePane", "ModuleExplorer", "UnlearnPanel", "default_predict"]
 
-#: Refinement choices shown by the explorer (label, value passed to ``select_modules``).
-REFINE_OPTIONS = (("off", None), ("greedy", "greedy"), ("converge", "converge"),
-                  ("exact", "exact"))
-GRANULARITIES = ("both", "heads", "filters")
-
-Scorer = Callable[[str, str], ModuleScores]
-SelectFn = Callable[..., ModuleMask]
+#: The mask settings the panel shows for a masked run (the rest of the ``select`` group of
+#: ``UnlearnConfig`` keeps its value).
+MASK_FIELDS = ("refine", "granularity")
 
 
 @functools.lru_cache(maxsize=1)
@@ -98,14 +105,6 @@ class FigurePane:
                                          "text/plain": f"<{len(self.figure.data)}-trace figure>"}},)
 
 
-def _message_figure(text: str) -> go.Figure:
-    fig = go.Figure()
-    fig.add_annotation(text=html.escape(text), showarrow=False, xref="paper", yref="paper",
-                       x=0.5, y=0.5, font={"size": 14})
-    fig.update_layout(xaxis={"visible": False}, yaxis={"visible": False}, height=240)
-    return fig
-
-
 class _Widget:
     """Displays as its ``.widget`` (a ``VBox``)."""
 
@@ -126,12 +125,14 @@ class ModuleExplorer(_Widget):
             a callable ``scorer(objective, selector) -> ModuleScores`` that is called at most
             once per combination, the first time it is shown (e.g. a ``functools.partial`` of
             :func:`mape_viz.scores.score_modules` with the model and data bound).
-        objectives: objective names to offer with a callable (default ``("mlr", "mlf")``).
+        objectives: objective names to offer with a callable (default
+            :func:`~mape_viz.choices.list_objectives`).
         selectors: selector names to offer with a callable (default
-            ``mape_viz.scores.SELECTORS.names()``).
+            ``list_selectors(include_full=False)``: every score selector).
         select_fn: ``select_fn(scores, sparsity=, granularity=, refine=) -> ModuleMask``
-            (default :func:`mape_viz.selection.select_modules`, imported when first needed).
-        sparsity, granularity, refine, term, filter_mode: initial control values.
+            (default :func:`mape_viz.selection.select_modules`).
+        sparsity, granularity, refine, term, filter_mode: initial control values (``refine``
+            ``None`` = ``"none"``, the warm start only).
         views: which views to offer, from :attr:`VIEWS`; ``view`` the first one shown.
         mask_cache_size: how many selections to keep (one per control setting).
         live: draw into a ``FigureWidget`` (default: when ``anywidget`` is installed) or a
@@ -140,13 +141,14 @@ class ModuleExplorer(_Widget):
     Attributes:
         controls: name -> ipywidget (``view``, ``objective``, ``selector``, ``granularity``,
             ``sparsity``, ``refine``, ``term``, ``filter_mode``, ``kind``).
+        state: the :class:`~mape_viz.ui.explorer.ExplorerState` (cached scores and masks).
         pane: the :class:`FigurePane`; ``figure`` the figure drawn now.
         n_scorer_calls: how many times the scorer callable has run.
         status: an ``HTML`` line (scores used, selected counts, errors); ``error`` the last
             exception of a redraw (None when it worked).
     """
 
-    VIEWS = ("heads", "filters", "per layer", "g vs F", "swaps", "warm vs refined")
+    VIEWS = VIEWS
 
     def __init__(self, scores_by_objective: Mapping[Any, ModuleScores] | Scorer, *,
                  objectives: Sequence[str] | None = None, selectors: Sequence[str] | None = None,
@@ -155,23 +157,20 @@ class ModuleExplorer(_Widget):
                  filter_mode: str = "sorted", views: Sequence[str] | None = None,
                  view: str | None = None, mask_cache_size: int = 32,
                  live: bool | None = None) -> None:
-        self._cache: dict[tuple[str, str], ModuleScores] = {}
-        self._masks: OrderedDict[tuple, ModuleMask] = OrderedDict()
-        self._mask_cache_size = mask_cache_size
-        self._select_fn = select_fn
-        self.n_scorer_calls = 0
+        self.state = ExplorerState(mask_cache_size=mask_cache_size)
+        self._select_fn = select_fn or select_modules
         self.error: Exception | None = None
         if callable(scores_by_objective) and not isinstance(scores_by_objective, Mapping):
             self._scorer: Scorer | None = scores_by_objective
-            objs = list(objectives or ("mlr", "mlf"))
-            sels = list(selectors) if selectors is not None else _selector_names()
+            objs = list(objectives or list_objectives())
+            sels = list(selectors) if selectors is not None else list_selectors(include_full=False)
             self._choices = {o: sels for o in objs}
         else:
             self._scorer = None
-            self._choices = {}
+            self._choices: dict[str, list[str]] = {}
             for key, sc in dict(scores_by_objective).items():
                 obj, sel = key if isinstance(key, tuple) else (key, sc.selector)
-                self._cache[(obj, sel)] = sc
+                self.state.scores[(obj, sel)] = sc
                 self._choices.setdefault(obj, [])
                 if sel not in self._choices[obj]:
                     self._choices[obj].append(sel)
@@ -183,6 +182,7 @@ class ModuleExplorer(_Widget):
             raise ValueError(f"unknown views {bad}; known: {self.VIEWS}")
         first = next(iter(self._choices))
         style = {"description_width": "initial"}
+        refine_options = [(m, None if m == "none" else m) for m in list_refine_modes()]
         self.controls: dict[str, W.Widget] = {
             "view": W.ToggleButtons(options=views, value=view or views[0], description="view",
                                     style=style),
@@ -190,12 +190,14 @@ class ModuleExplorer(_Widget):
                                     description="objective", style=style),
             "selector": W.Dropdown(options=self._choices[first], value=self._choices[first][0],
                                    description="selector", style=style),
-            "granularity": W.ToggleButtons(options=list(GRANULARITIES), value=granularity,
+            "granularity": W.ToggleButtons(options=list_granularities(), value=granularity,
                                            description="granularity", style=style),
             "sparsity": W.FloatSlider(value=sparsity, min=0.0, max=0.99, step=0.01,
                                       continuous_update=False, readout_format=".2f",
                                       description="sparsity", style=style),
-            "refine": W.ToggleButtons(options=list(REFINE_OPTIONS), value=refine,
+            "refine": W.ToggleButtons(options=refine_options,
+                                      value=None if refine == "none" else refine,
+                                      tooltips=[describe("refine", m) for m, _ in refine_options],
                                       description="refine", style=style),
             "term": W.Dropdown(options=[("score (g + ½F)", "score"), ("g", "grad"),
                                         ("F", "fisher")], value=term, description="colour by",
@@ -227,73 +229,46 @@ class ModuleExplorer(_Widget):
         """The figure drawn now (the ``FigureWidget`` itself when live)."""
         return self.pane.figure
 
+    @property
+    def n_scorer_calls(self) -> int:
+        return self.state.n_scorer_calls
+
     def scores(self) -> ModuleScores:
         """Scores of the current (objective, selector): cached, or scored once now."""
-        key = (self.controls["objective"].value, self.controls["selector"].value)
-        if key not in self._cache:
-            if self._scorer is None:
-                raise KeyError(f"no scores for objective/selector {key}")
-            self.n_scorer_calls += 1
-            self._cache[key] = self._scorer(*key)
-        return self._cache[key]
+        return self.state.score(self.controls["objective"].value,
+                                self.controls["selector"].value, self._scorer)
 
     def mask(self) -> ModuleMask:
         """The selection for the current controls (cached per setting)."""
         c = self.controls
-        key = (c["objective"].value, c["selector"].value, c["granularity"].value,
-               round(float(c["sparsity"].value), 6), c["refine"].value)
-        if key in self._masks:
-            self._masks.move_to_end(key)
-            return self._masks[key]
-        fn = self._select_fn
-        if fn is None:
-            from .selection import select_modules as fn  # lazy: core math, imported on use
-        mask = fn(self.scores(), sparsity=key[3], granularity=key[2], refine=key[4])
-        self._masks[key] = mask
-        while len(self._masks) > self._mask_cache_size:
-            self._masks.popitem(last=False)
-        return mask
+        self.scores()
+        return self.state.select(c["sparsity"].value, c["granularity"].value, c["refine"].value,
+                                 self._select_fn)
 
     # -- drawing ------------------------------------------------------------------------
-
-    def _figure(self, view: str, scores: ModuleScores, mask: ModuleMask) -> go.Figure:
-        c = self.controls
-        term, kind = c["term"].value, c["kind"].value
-        if view == "heads":
-            return viz.head_heatmap(scores, mask, term=term)
-        if view == "filters":
-            return viz.filter_view(scores, mask, mode=c["filter_mode"].value, term=term)
-        if view == "per layer":
-            return viz.selected_per_layer(mask)
-        if view == "g vs F":
-            return viz.g_vs_fisher(scores, mask, kind=kind)
-        if view == "swaps":
-            return viz.swap_changes(mask)
-        if mask.warm_start is None:
-            return _message_figure("no warm start: refinement is off")
-        return viz.warm_vs_refined(scores, mask, kind=kind)
 
     def refresh(self) -> None:
         """Redraw the current view from cached scores (and a cached or new selection)."""
         t0 = time.perf_counter()
+        c = self.controls
         try:
             scores = self.scores()
             mask = self.mask()
-            self.pane.update(self._figure(self.controls["view"].value, scores, mask))
+            self.pane.update(view_figure(c["view"].value, scores, mask, term=c["term"].value,
+                                         kind=c["kind"].value,
+                                         filter_mode=c["filter_mode"].value))
         except Exception as exc:  # shown to the user; the previous figure stays
             self.status.value = (f"<span style='color:#b00'>⚠ {html.escape(type(exc).__name__)}: "
                                  f"{html.escape(str(exc))}</span>")
             self.error = exc
             return
         self.error = None
-        n = mask.n_selected()
-        sizes = {k: int(mask[k].numel()) for k in MODULE_KINDS}
-        c = self.controls
+        s = mask_summary(scores, mask)
         self.status.value = (
             f"<b>{html.escape(c['selector'].value)}</b> / {html.escape(c['objective'].value)} · "
-            f"selected {n['heads']}/{sizes['heads']} heads, {n['filters']}/{sizes['filters']} "
-            f"filters · {len(mask.swaps)} swaps · scorer calls: {self.n_scorer_calls} · "
-            f"{time.perf_counter() - t0:.2f} s")
+            f"selected {s.selected['heads']}/{s.sizes['heads']} heads, "
+            f"{s.selected['filters']}/{s.sizes['filters']} filters · {s.n_swaps} swaps · "
+            f"scorer calls: {self.n_scorer_calls} · {time.perf_counter() - t0:.2f} s")
 
     def _on_objective(self, change: dict) -> None:
         sel = self.controls["selector"]
@@ -312,34 +287,11 @@ class ModuleExplorer(_Widget):
             self.refresh()
 
 
-def _selector_names() -> list[str]:
-    from .scores import SELECTORS
-    return SELECTORS.names()
-
-
 # ---------------------------------------------------------------------------- unlearning
-
-#: Main hyperparameters shown per method family (``mape_viz.unlearn.METHODS[m].family``) and
-#: per method, as ``UnlearnConfig`` field names; the rest keep their defaults.
-MAIN_FIELDS: dict[str, tuple[str, ...]] = {
-    "second_order": ("eta", "damping"),
-    "finetune": ("lr", "epochs", "batch_size"),
-    "retrain": ("lr", "epochs", "batch_size"),
-}
-METHOD_FIELDS: dict[str, tuple[str, ...]] = {
-    "gd": ("retain_weight",), "npo": ("beta",), "dpo": ("beta",), "sa": ("gamma",),
-}
-#: Shown for masked runs (selector other than ``full``).
-MASK_FIELDS = ("refine", "granularity")
-FULL = "full"
-
 
 def default_predict(task: Any, model: Any, rows: Sequence[Mapping[str, Any]]) -> list[Any]:
     """Predictions of ``model`` on ``rows`` through :mod:`mape_viz.metrics` helpers, by
     ``task.kind``: class index (classification), answer text (extractive QA, causal LM)."""
-    from .metrics import classify, generate_answers, qa_predictions
-    from .metrics.evaluate import KIND_ALIASES
-
     kind = KIND_ALIASES.get(str(getattr(task, "kind", "")).lower())
     rows = [dict(r) for r in rows]
     if kind == "classification":
@@ -381,19 +333,22 @@ class UnlearnPanel(_Widget):
             the injected functions, and ``.forget`` / ``.model`` read for the display).
         unlearn_fn: ``unlearn_fn(task, method, selector, sparsity, config) -> UnlearnResult``
             with ``.model``, ``.mask`` (or None), ``.history`` (default
-            :func:`mape_viz.unlearn.unlearn`, imported lazily). If it accepts a ``callbacks``
+            :func:`mape_viz.unlearn.unlearn`). If it accepts a ``callbacks``
             keyword (as ``unlearn`` does), it gets ``[cb]`` with ``cb(step, model, row)``
             called after every update, which moves the progress bar.
         evaluate_fn: ``evaluate_fn(task, model) -> dict`` of metrics (default
             :func:`mape_viz.metrics.evaluate`).
-        methods: method names (default ``mape_viz.unlearn.METHODS``, those fitting
-            ``task.kind`` when the registry can tell).
-        selectors: selector names (default ``mape_viz.unlearn.selector_names()``:
+        methods: method names (default :func:`~mape_viz.choices.list_methods` for
+            ``task.kind``: the methods that fit the task).
+        selectors: selector names (default :func:`~mape_viz.choices.list_selectors`:
             ``"full"`` = no mask, all parameters updated, then the score selectors).
-        config_cls: the config dataclass (default ``mape_viz.unlearn.config.UnlearnConfig``;
-            None if unavailable → ``config`` is passed as a dict of the shown fields).
-        fields: method -> config field names to show (default :data:`MAIN_FIELDS` by method
-            family + :data:`METHOD_FIELDS`, plus :data:`MASK_FIELDS` for masked runs).
+        config_cls: the config dataclass (default :class:`~mape_viz.unlearn.UnlearnConfig`,
+            built by :func:`~mape_viz.unlearn.as_config` with the presets underneath; None →
+            ``config`` is passed as a dict of the shown fields).
+        fields: method -> config field names to show (default the method's
+            ``Method.main_fields``, plus :data:`MASK_FIELDS` for masked runs).
+        front_end: whose presets (:mod:`mape_viz.presets`) the controls start from and the
+            run reads underneath the shown values (default ``"notebook"``).
         predict_fn: ``predict_fn(task, model, rows) -> list`` (default :func:`default_predict`).
         forget_rows: rows to show predictions for (default the first ``n_show`` of
             ``task.forget``).
@@ -413,14 +368,16 @@ class UnlearnPanel(_Widget):
                  fields: Mapping[str, Sequence[str]] | None = None,
                  predict_fn: Callable[[Any, Any, Sequence[Mapping[str, Any]]], list] | None = None,
                  forget_rows: Sequence[Mapping[str, Any]] | None = None, n_show: int = 8,
-                 model: Any = None, sparsity: float = 0.9) -> None:
+                 model: Any = None, sparsity: float = 0.9, front_end: str = "notebook") -> None:
         self.task = task
-        self._unlearn_fn = unlearn_fn
-        self._evaluate_fn = evaluate_fn
-        self._predict_fn = predict_fn
+        self._unlearn_fn = unlearn_fn or unlearn
+        self._evaluate_fn = evaluate_fn or evaluate
+        self._predict_fn = predict_fn or default_predict
         self._model = model
         self._fields = fields
-        self.config_cls = _default_config_cls() if config_cls == "auto" else config_cls
+        self.front_end = front_end
+        self.config_cls = UnlearnConfig if config_cls == "auto" else config_cls
+        self._built: dict[str, Any] = {}  # hp values as the controls were (re)built
         if forget_rows is None:
             forget = getattr(task, "forget", None)
             forget_rows = ([dict(forget[i]) for i in range(min(n_show, len(forget)))]
@@ -431,8 +388,10 @@ class UnlearnPanel(_Widget):
         self.after: dict[str, float] | None = None
         self.predictions: dict[str, list] = {}
         self.error: Exception | None = None
-        methods = list(methods) if methods is not None else _method_names(task)
-        selectors = list(selectors) if selectors is not None else _unlearn_selector_names()
+        kind = getattr(task, "kind", None)
+        methods = list(methods) if methods is not None else \
+            (list_methods(kind) if kind is not None else []) or list_methods()
+        selectors = list(selectors) if selectors is not None else list_selectors()
         style = {"description_width": "initial"}
         self.controls: dict[str, Any] = {
             "method": W.Dropdown(options=methods, value=methods[0] if methods else None,
@@ -452,8 +411,8 @@ class UnlearnPanel(_Widget):
         self.hp_box = W.VBox()
         self.metrics_html = W.HTML()
         self.predictions_html = W.HTML()
-        self.mask_pane = FigurePane(_message_figure("no run yet"), live=False)
-        self.history_pane = FigurePane(_message_figure("no run yet"), live=False)
+        self.mask_pane = FigurePane(viz.message_figure("no run yet"), live=False)
+        self.history_pane = FigurePane(viz.message_figure("no run yet"), live=False)
         c = self.controls
         c["run"].on_click(lambda _b: self.run())
         c["method"].observe(lambda _c: self._build_hparams(), "value")
@@ -467,42 +426,66 @@ class UnlearnPanel(_Widget):
 
     # -- hyperparameters ------------------------------------------------------------------
 
+    def _masked(self) -> bool:
+        """Whether the chosen method with the chosen selector updates a module mask."""
+        method, selector = self.controls["method"].value, self.controls["selector"].value
+        # a method the registry does not know (an injected unlearn_fn's) takes masks
+        return is_masked(method, selector) if method in METHODS else selector != "full"
+
     def _field_names(self) -> list[str]:
         method = self.controls["method"].value
         if self._fields is not None:
             names = list(self._fields.get(method, ()))
         else:
-            names = list(MAIN_FIELDS.get(_method_family(method), MAIN_FIELDS["finetune"]))
-            names += METHOD_FIELDS.get(method, ())
-        if self.controls["selector"].value != FULL:
+            names = list(METHODS.get(method).main_fields) if method in METHODS else []
+        if self._masked():
             names += [f for f in MASK_FIELDS if f not in names]
         if self.config_cls is not None and dataclasses.is_dataclass(self.config_cls):
             known = {f.name for f in dataclasses.fields(self.config_cls)}
             names = [n for n in names if n in known]
         return names
 
+    def _initial_values(self) -> dict[str, Any]:
+        """What the controls start from: the config of this run with no user change (the
+        paper defaults and the front end's presets for the task, method and selector)."""
+        if self.config_cls is UnlearnConfig:
+            c = self.controls
+            return as_config(None, self.task, method=c["method"].value,
+                             selector=c["selector"].value, masked=self._masked(),
+                             front_end=self.front_end).to_dict()
+        if self.config_cls is not None and dataclasses.is_dataclass(self.config_cls):
+            return dataclasses.asdict(self.config_cls())
+        return {}
+
     def _build_hparams(self) -> None:
+        """(Re)build the hyperparameter controls; a value the user changed is kept."""
         old = {k: w.value for k, w in self.controls["hp"].items()}
+        changed = {k: v for k, v in old.items() if v != self._built.get(k)}
         fields = {f.name: f for f in dataclasses.fields(self.config_cls)} \
             if self.config_cls is not None and dataclasses.is_dataclass(self.config_cls) else {}
+        initial = self._initial_values()
         hp: dict[str, W.Widget] = {}
         for name in self._field_names():
             f = fields.get(name)
-            default = f.default if f is not None else None
             meta = dict(f.metadata) if f is not None else {}
-            w = _field_widget(name, default, str(f.type) if f is not None else "",
-                              meta.get("help", ""), meta.get("choices"))
-            if name in old:
+            hp[name] = _field_widget(name, f.default if f is not None else None,
+                                     str(f.type) if f is not None else "", meta.get("help", ""),
+                                     meta.get("choices"), initial.get(name))
+        self._built = {k: w.value for k, w in hp.items()}
+        for name, value in changed.items():
+            if name in hp:
                 try:
-                    w.value = old[name]
+                    hp[name].value = value
                 except Exception:  # noqa: BLE001 — an incompatible old value is dropped
                     pass
-            hp[name] = w
         self.controls["hp"] = hp
         self.hp_box.children = list(hp.values())
 
     def config(self) -> Any:
-        """The config for the current controls: ``config_cls(**shown fields)`` or a dict."""
+        """The config for the current controls: with the default ``config_cls``,
+        :func:`~mape_viz.unlearn.as_config` of the shown fields over the presets (a blank
+        optional field leaves the preset or paper default); else ``config_cls(**shown
+        fields)``, or the dict of them."""
         values: dict[str, Any] = {}
         for name, w in self.controls["hp"].items():
             v = w.value
@@ -510,9 +493,14 @@ class UnlearnPanel(_Widget):
                 v = v.strip()
                 v = None if v in ("", "default", "None") else float(v)
             values[name] = v
-        if self.controls["selector"].value == FULL:
-            values.pop("refine", None)
-            values.pop("granularity", None)
+        if not self._masked():
+            for name in MASK_FIELDS:
+                values.pop(name, None)
+        if self.config_cls is UnlearnConfig:
+            c = self.controls
+            return as_config({k: v for k, v in values.items() if v is not None}, self.task,
+                             method=c["method"].value, selector=c["selector"].value,
+                             masked=self._masked(), front_end=self.front_end)
         if self.config_cls is not None:
             return self.config_cls(**values)
         return values
@@ -533,9 +521,8 @@ class UnlearnPanel(_Widget):
         self.error = None
         self.progress.bar_style = ""
         try:
-            unlearn_fn = self._unlearn_fn or _default_unlearn()
-            evaluate_fn = self._evaluate_fn or _default_evaluate()
-            predict_fn = self._predict_fn or default_predict
+            unlearn_fn, evaluate_fn, predict_fn = \
+                self._unlearn_fn, self._evaluate_fn, self._predict_fn
             original = self._model if self._model is not None else getattr(self.task, "model", None)
             self.status.value = ""
             if self.before is None and original is not None:
@@ -605,7 +592,7 @@ class UnlearnPanel(_Widget):
         self.predictions_html.value = _predictions_table(
             self.forget_rows, self.predictions.get("before", []), self.predictions.get("after", []))
         self.mask_pane.update(viz.selected_per_layer(mask, height=300) if mask is not None
-                              else _message_figure("full update: no module mask"))
+                              else viz.message_figure("full update: no module mask"))
         self.history_pane.update(_history_figure(getattr(result, "history", None) or []))
 
 
@@ -613,7 +600,7 @@ def _history_figure(history: Sequence[Mapping[str, Any]]) -> go.Figure:
     """Loss terms per step of ``UnlearnResult.history`` (rows with ``step`` and ``loss``)."""
     rows = [dict(r) for r in history if isinstance(r, Mapping) and "step" in r and "loss" in r]
     if not rows:
-        return _message_figure("no per-step history (one-shot update)")
+        return viz.message_figure("no per-step history (one-shot update)")
     terms = [k for k in rows[0] if (k == "loss" or k.endswith("_loss"))
              and isinstance(rows[0][k], (int, float))]
     long = [{"step": r["step"], "term": k, "value": r[k]} for r in rows for k in terms
@@ -632,9 +619,9 @@ def _accepts(fn: Callable, name: str) -> bool:
 
 
 def _field_widget(name: str, default: Any, type_str: str, help_: str,
-                  choices: Sequence[Any] | None = None) -> W.Widget:
-    """An input widget for one config field, chosen from its default, type and choices
-    (``metadata["choices"]``, or ``"...: a | b | c"`` at the end of the help text).
+                  choices: Sequence[Any] | None = None, value: Any = None) -> W.Widget:
+    """An input widget for one config field, chosen from its declared default, type and
+    ``metadata["choices"]``, showing ``value`` (default: the declared default).
 
     A float field whose default is None (``lr``, ``eta``: "the run's default") becomes a text
     box where blank means None; it is marked ``_optional_float``.
@@ -642,22 +629,21 @@ def _field_widget(name: str, default: Any, type_str: str, help_: str,
     style = {"description_width": "initial"}
     common = {"description": name, "style": style, "tooltip": help_,
               "layout": W.Layout(width="320px")}
-    options = list(choices) if choices else None
-    if options is None and ":" in help_ and "|" in help_:
-        options = [o.strip() for o in help_.rsplit(":", 1)[1].split("|") if o.strip()]
+    value = default if value is None else value
     if isinstance(default, bool):
-        return W.Checkbox(value=default, indent=False, **common)
+        return W.Checkbox(value=bool(value), indent=False, **common)
     if isinstance(default, int):
-        return W.IntText(value=default, **common)
+        return W.IntText(value=int(value), **common)
     if isinstance(default, float):
-        return W.FloatText(value=default, **common)
-    if isinstance(default, str) and options and default in options:
-        return W.Dropdown(options=options, value=default, **common)
+        return W.FloatText(value=float(value), **common)
+    if isinstance(default, str) and choices and default in choices:
+        return W.Dropdown(options=list(choices), value=value if value in choices else default,
+                          **common)
     if default is None and ("float" in type_str or not type_str):
-        w = W.Text(value="", placeholder="default", **common)
+        w = W.Text(value="" if value is None else str(value), placeholder="default", **common)
         w._optional_float = True
         return w
-    return W.Text(value="" if default is None else str(default), **common)
+    return W.Text(value="" if value is None else str(value), **common)
 
 
 def _fmt(v: Any) -> str:
@@ -707,53 +693,3 @@ def _predictions_table(rows: Sequence[Mapping[str, Any]], before: Sequence[Any],
 
 def _fmt_pred(v: Any) -> str:
     return "–" if v is None else html.escape(str(v))
-
-
-def _unlearn_selector_names() -> list[str]:
-    try:
-        from .unlearn import selector_names
-    except ImportError:
-        return [FULL, *_selector_names()]
-    return list(selector_names())
-
-
-def _default_config_cls() -> type | None:
-    try:
-        from .unlearn.config import UnlearnConfig
-    except ImportError:
-        return None
-    return UnlearnConfig
-
-
-def _method_names(task: Any) -> list[str]:
-    try:
-        from .unlearn import methods as M
-    except ImportError as exc:
-        raise ValueError("mape_viz.unlearn is not available: pass methods=[...]") from exc
-    kind = getattr(task, "kind", None)
-    if kind is not None and hasattr(M, "methods_for"):
-        try:
-            names = M.methods_for(kind)
-            if names:
-                return names
-        except Exception:  # noqa: BLE001 — an unknown kind lists every method
-            pass
-    return M.METHODS.names()
-
-
-def _method_family(method: str) -> str:
-    try:
-        from .unlearn.methods import METHODS
-        return METHODS.get(method).family
-    except Exception:  # noqa: BLE001 — unknown or unavailable: treat as fine-tuning
-        return "second_order" if method == "so" else "finetune"
-
-
-def _default_unlearn() -> Callable[..., Any]:
-    from .unlearn import unlearn
-    return unlearn
-
-
-def _default_evaluate() -> Callable[..., Any]:
-    from .metrics import evaluate
-    return evaluate

@@ -1,32 +1,43 @@
-"""What the Gradio app does, as plain functions over library calls (no Gradio import).
+"""What the Gradio app does, as plain functions over library calls (docs/design.md §9).
 
-``app.py`` lays out the page and binds these handlers; tests call them directly. The base model
-is loaded once (``AppContext``) and never modified: scoring only reads it, and every unlearning
-run works on a copy (``mape_viz.unlearn.unlearn`` deep-copies), kept per session in
-``gr.State`` as a ``RunState``. Nothing typed into the UI is used as a path.
+``app.py`` lays out the page and binds these handlers; tests call them directly; nothing here
+imports Gradio. The base model is loaded once (:class:`AppContext`) and never modified:
+scoring only reads it, and every unlearning run works on a copy (:func:`mape_viz.unlearn.unlearn`
+deep-copies), kept per session in ``gr.State`` as a :class:`RunState`. The explore tab's
+caches are the shared :class:`~mape_viz.ui.explorer.ExplorerState`. The app's tuned settings
+are the ``app`` rows of :mod:`mape_viz.presets` (docs/design.md §8), read by
+:func:`app_config`. Nothing typed into the UI is used as a path.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import torch
+from datasets import concatenate_datasets
 
-from .scores import SELECTORS, score_modules
-from .selection import select_modules
-from .types import ModuleMask, ModuleScores
+from ..experiments import is_masked, run_record
+from ..mask_io import save_mask
+from ..metrics import evaluate, predict_proba
+from ..scores import SELECTORS, score_modules
+from ..tasks import Task, load_task
+from ..types import ModuleMask
+from ..unlearn import UnlearnConfig, as_config, unlearn
+from .explorer import ExplorerState, Scorer, mask_summary as summarize, view_figure
 
-REFINES = ("greedy", "converge", "none")
-GRANULARITIES = ("both", "heads", "filters")
-OBJECTIVES = {"MLF (for GA/GD/NPO)": "mlf", "MLR (for second-order)": "mlr"}
+#: The most samples one request may name (a UI guard: every run scores and trains on them).
 MAX_FORGET = 64
+#: Columns of a sweep record shown in the app (the run records carry more).
+SWEEP_COLUMNS = ("method", "selector", "granularity", "sparsity", "forget_acc", "retain_acc",
+                 "test_acc", "mia", "seconds")
+#: Metric columns of the metrics table, in order.
+METRIC_COLUMNS = ("forget_acc", "retain_acc", "test_acc", "mia", "mia_auc")
 
 
 def weights_checksum(model: torch.nn.Module) -> str:
@@ -38,6 +49,14 @@ def weights_checksum(model: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
+def app_config(task: Task, method: str, selector: str,
+               changes: Mapping[str, Any] | None = None) -> UnlearnConfig:
+    """The config of one app run: the paper defaults, the ``app`` presets of ``task`` for
+    this method / selector, then ``changes`` (what the user set)."""
+    return as_config(dict(changes or {}), task, method=method, selector=selector,
+                     masked=is_masked(method, selector), front_end="app")
+
+
 @dataclass
 class AppContext:
     """Everything loaded once per server.
@@ -46,29 +65,28 @@ class AppContext:
         task: the loaded ``Task`` (its model is the base model, never modified).
         train: every training row (the task's forget ∪ retain), with ``idx``.
         predictions: per training row ``(predicted label, confidence of the prediction)``.
-        retain_for_scoring: retain samples used for scores in the app (a seeded subsample).
+        retain_for_scoring: retain samples used for scores in the app (a seeded subsample;
+            0 = all); by default the app preset's ``score_max_retain``.
         checksum: weights checksum of the base model at load time.
     """
 
-    task: Any
+    task: Task
     train: Any
     predictions: list[tuple[int, float]]
-    retain_for_scoring: int = 256
+    retain_for_scoring: int
     checksum: str = ""
 
     @classmethod
     def load(cls, task: str = "toy-sentiment", model_dir: str | None = None,
-             retain_for_scoring: int = 256, **options: Any) -> "AppContext":
+             retain_for_scoring: int | None = None, **options: Any) -> "AppContext":
         """Load (or build and cache) the task; ``model_dir`` swaps in a local safetensors model."""
-        from datasets import concatenate_datasets
-
-        from .tasks import load_task
-
         if model_dir is not None:
             options["model"] = model_dir
         t = load_task(task, **options)
         if t.kind != "classification":
             raise ValueError(f"the app serves classification tasks; {task!r} is {t.kind!r}")
+        if retain_for_scoring is None:
+            retain_for_scoring = app_config(t, "ga", "mape").score_max_retain
         train = concatenate_datasets([t.forget, t.retain]).sort("idx")
         ctx = cls(task=t, train=train, predictions=[], retain_for_scoring=retain_for_scoring)
         ctx.predictions = ctx.predict(t.model, list(range(len(train))))
@@ -91,8 +109,6 @@ class AppContext:
 
     def predict(self, model: torch.nn.Module, ids: Sequence[int]) -> list[tuple[int, float]]:
         """(predicted label, its probability) for training rows ``ids``."""
-        from .metrics.evaluate import predict_proba
-
         if not ids:
             return []
         probs, _ = predict_proba(model, self.batches(self.rows(ids), 64))
@@ -100,6 +116,22 @@ class AppContext:
 
     def canary_ids(self) -> list[int]:
         return [i for i, c in enumerate(self.train["is_canary"]) if c]
+
+    def label(self, index: int) -> str:
+        names = self.task.label_names or ["0", "1"]
+        return names[index]
+
+    def scorer(self, ids: Sequence[int], seed: int = 0) -> Scorer:
+        """``scorer(objective, selector)`` for forgetting ``ids``: the base model's module
+        scores against a seeded subsample of the other training rows."""
+        def score(objective: str, selector: str):
+            retain = self.retain_rows(ids).shuffle(seed=seed)
+            n = len(retain) if self.retain_for_scoring == 0 else \
+                min(self.retain_for_scoring, len(retain))
+            return score_modules(self.task.model, self.batches(self.rows(ids)),
+                                 self.batches(retain.select(range(n))), objective=objective,
+                                 selector=selector, seed=seed, progress=True)
+        return score
 
 
 def parse_ids(text: str | Sequence[int] | None, ctx: AppContext) -> list[int]:
@@ -126,7 +158,6 @@ def parse_ids(text: str | Sequence[int] | None, ctx: AppContext) -> list[int]:
 def sample_table(ctx: AppContext, query: str = "", limit: int = 200) -> list[list[Any]]:
     """Rows of the searchable sample table: id, text, label, rule label, canary, prediction, confidence."""
     q = (query or "").strip().lower()
-    names = ctx.task.label_names or ["0", "1"]
     out = []
     for i, row in enumerate(ctx.train):
         if q == "canaries" and not row["is_canary"]:
@@ -134,78 +165,56 @@ def sample_table(ctx: AppContext, query: str = "", limit: int = 200) -> list[lis
         if q and q != "canaries" and q not in row["text"].lower():
             continue
         pred, conf = ctx.predictions[i]
-        out.append([i, row["text"], names[row["label"]], names[row["rule_label"]],
-                    bool(row["is_canary"]), names[pred], round(conf, 4)])
+        out.append([i, row["text"], ctx.label(row["label"]), ctx.label(row["rule_label"]),
+                    bool(row["is_canary"]), ctx.label(pred), round(conf, 4)])
         if len(out) >= limit:
             break
     return out
 
 
+def prediction_summary(ctx: AppContext, ids: Sequence[int], limit: int = 8) -> str:
+    """'#3: predicts **positive** (97.1%); ...' for the first ``limit`` of ``ids``."""
+    return "; ".join(f"#{i}: predicts **{ctx.label(ctx.predictions[i][0])}** "
+                     f"({ctx.predictions[i][1]:.1%})" for i in list(ids)[:limit])
+
+
 # -- explore -------------------------------------------------------------------------------
 
-@dataclass
-class ExploreState:
-    """Per-session cache of scores, so slider moves only re-select and redraw.
+def compute_scores(ctx: AppContext, state: ExplorerState | None, ids: list[int], objective: str,
+                   selector: str, seed: int = 0) -> ExplorerState:
+    """Make (objective, selector) current for forgetting ``ids``, scoring only if not cached.
 
-    Attributes:
-        forget_ids: the samples the scores are for.
-        scores: ``{(objective, selector): ModuleScores}``.
-        key: the entry shown now.
-        mask: the last selection drawn.
+    ``state`` is the session's explorer state (None at first); a new forget set starts a
+    fresh one.
     """
-
-    forget_ids: list[int] = field(default_factory=list)
-    scores: dict[tuple[str, str], ModuleScores] = field(default_factory=dict)
-    key: tuple[str, str] | None = None
-    mask: ModuleMask | None = None
-
-
-def compute_scores(ctx: AppContext, state: ExploreState | None, ids: list[int], objective: str,
-                   selector: str, seed: int = 0) -> ExploreState:
-    """Score the model's modules for forgetting ``ids``; reuses cached scores for the same key."""
-    SELECTORS.get(selector)
-    state = state if state is not None and state.forget_ids == ids else ExploreState(forget_ids=ids)
-    key = (objective, selector)
-    if key not in state.scores:
-        forget = ctx.batches(ctx.rows(ids))
-        retain_ds = ctx.retain_rows(ids).shuffle(seed=seed).select(
-            range(min(ctx.retain_for_scoring, len(ctx.train) - len(ids))))
-        state.scores[key] = score_modules(ctx.task.model, forget, ctx.batches(retain_ds),
-                                          objective=objective, selector=selector, seed=seed,
-                                          progress=True)
-    state.key = key
+    SELECTORS.get(selector)  # an unknown selector fails here, listing the known ones
+    state = (state if state is not None else ExplorerState()).for_forget(tuple(ids))
+    state.score(objective, selector, ctx.scorer(ids, seed))
     return state
 
 
-def select(state: ExploreState, sparsity: float, granularity: str, refine: str) -> ModuleMask:
-    """Re-select from cached scores (no model pass)."""
+def select(state: ExplorerState | None, sparsity: float, granularity: str, refine: str) -> ModuleMask:
+    """Re-select from cached scores (no model pass); ``refine`` ``"none"`` = the warm start."""
     if state is None or state.key is None:
         raise ValueError("compute scores first (press 'Compute scores')")
-    scores = state.scores[state.key]
-    state.mask = select_modules(scores, sparsity=sparsity, granularity=granularity,
-                                refine=None if refine == "none" else refine)
-    return state.mask
+    return state.select(sparsity, granularity, refine)
 
 
-def explore_figures(state: ExploreState) -> dict[str, Any]:
-    """The explore tab's figures for the current scores and mask."""
-    from . import viz
-
-    scores = state.scores[state.key]
-    mask = state.mask
-    return {"heads": viz.head_heatmap(scores, mask), "filters": viz.filter_view(scores, mask),
-            "per_layer": viz.selected_per_layer(mask), "swaps": viz.swap_changes(mask)}
+def explore_figures(state: ExplorerState) -> dict[str, Any]:
+    """The explore tab's figures (``heads``, ``filters``, ``per_layer``, ``swaps``) for the
+    current scores and mask."""
+    views = {"heads": "heads", "filters": "filters", "per_layer": "per layer", "swaps": "swaps"}
+    return {name: view_figure(view, state.current_scores, state.mask) for name, view in views.items()}
 
 
-def mask_summary(state: ExploreState) -> str:
-    mask, scores = state.mask, state.scores[state.key]
-    n = mask.n_selected()
-    gain = {k: float((mask.cost_before[k] - mask.cost_after[k]).sum()) if k in mask.cost_before else 0.0
-            for k in ("heads", "filters")}
-    return (f"**{scores.selector}** ({scores.objective}) scores for {len(state.forget_ids)} sample(s): "
-            f"{n['heads']} of {scores.heads.numel()} heads and {n['filters']} of "
-            f"{scores.filters.numel()} filters selected; greedy swaps: {len(mask.swaps)} "
-            f"(layer cost lowered by {gain['heads']:.3g} on heads, {gain['filters']:.3g} on filters).")
+def mask_summary(state: ExplorerState) -> str:
+    """One markdown line: which scores, how many modules selected, what the greedy swap did."""
+    s = summarize(state.current_scores, state.mask)
+    return (f"**{s.selector}** ({s.objective}) scores for {len(state.forget_key)} sample(s): "
+            f"{s.selected['heads']} of {s.sizes['heads']} heads and {s.selected['filters']} of "
+            f"{s.sizes['filters']} filters selected; greedy swaps: {s.n_swaps} "
+            f"(layer cost lowered by {s.cost_gain['heads']:.3g} on heads, "
+            f"{s.cost_gain['filters']:.3g} on filters).")
 
 
 # -- unlearn -------------------------------------------------------------------------------
@@ -222,12 +231,10 @@ class RunState:
 
 
 def _eval_rows(ctx: AppContext, model: torch.nn.Module, ids: list[int], max_samples: int) -> dict[str, float]:
-    from .metrics.evaluate import evaluate
-
-    retain = ctx.retain_rows(ids).shuffle(seed=0).select(range(min(max_samples, len(ctx.train) - len(ids))))
-    task = dataclasses.replace(ctx.task, forget=ctx.rows(ids), retain=retain)
-    test = ctx.task.test.select(range(min(max_samples, len(ctx.task.test))))
-    task = dataclasses.replace(task, test=test)
+    retain = ctx.retain_rows(ids).shuffle(seed=0)
+    task = ctx.task.replace(forget=ctx.rows(ids),
+                            retain=retain.select(range(min(max_samples, len(retain)))),
+                            test=ctx.task.test.select(range(min(max_samples, len(ctx.task.test)))))
     return dict(evaluate(task, model))
 
 
@@ -236,18 +243,16 @@ def run_unlearn(ctx: AppContext, ids: list[int], method: str, selector: str, spa
                 callbacks: Sequence[Callable] = ()) -> RunState:
     """Unlearn ``ids`` from a copy of the base model and measure before/after.
 
-    Metrics (forget/retain/test accuracy and MIA) are reported for the original, the
-    retrained model (when the task has one) and the unlearned model.
+    The config is :func:`app_config` with the user's ``epochs`` and ``lr`` (empty: the
+    preset's, else the paper default). Metrics (forget/retain/test accuracy and MIA) are
+    reported for the original, the retrained model (when the task has one) and the
+    unlearned model.
     """
-    from .unlearn import unlearn
-
-    # A constant lr: the app's defaults (app.py) were tuned with it; the engine's task
-    # defaults for the canary bench decay it linearly over longer runs.
-    config = {"epochs": int(epochs), "batch_size": max(1, min(len(ids), 16)),
-              "score_max_retain": ctx.retain_for_scoring, "lr_schedule": "constant"}
+    changes: dict[str, Any] = {"epochs": int(epochs), "score_max_retain": ctx.retain_for_scoring}
     if lr:
-        config["lr"] = float(lr)
-    result = unlearn(ctx.task, method, selector=selector, sparsity=sparsity, config=config,
+        changes["lr"] = float(lr)
+    result = unlearn(ctx.task, method, selector=selector, sparsity=sparsity,
+                     config=app_config(ctx.task, method, selector, changes),
                      forget=ctx.rows(ids), retain=ctx.retain_rows(ids), callbacks=callbacks,
                      progress=True)
     if not result.ok:
@@ -264,14 +269,10 @@ def run_unlearn(ctx: AppContext, ids: list[int], method: str, selector: str, spa
 
 
 def before_after_table(ctx: AppContext, run: RunState) -> list[list[Any]]:
-    names = ctx.task.label_names or ["0", "1"]
     rows = ctx.rows(run.forget_ids)
-    return [[i, r["text"], names[r["label"]], names[r["rule_label"]], names[b[0]], round(b[1], 4),
-             names[a[0]], round(a[1], 4)]
+    return [[i, r["text"], ctx.label(r["label"]), ctx.label(r["rule_label"]), ctx.label(b[0]),
+             round(b[1], 4), ctx.label(a[0]), round(a[1], 4)]
             for i, r, b, a in zip(run.forget_ids, rows, run.before, run.after)]
-
-
-METRIC_COLUMNS = ("forget_acc", "retain_acc", "test_acc", "mia", "mia_auc")
 
 
 def metrics_table(run: RunState) -> list[list[Any]]:
@@ -290,21 +291,36 @@ def run_summary(run: RunState) -> str:
 
 # -- sweep ---------------------------------------------------------------------------------
 
+def sweep_plan(method: str, selectors: Sequence[str], sparsities: Sequence[float]
+               ) -> list[tuple[str, float]]:
+    """(selector, sparsity) runs of a sweep: a run without a mask (selector ``full``, or a
+    method that takes none) does not depend on the sparsity, so it runs once, as ``full`` at
+    sparsity 0."""
+    plan: list[tuple[str, float]] = []
+    for selector in selectors:
+        runs = [(selector, float(s)) for s in sparsities] if is_masked(method, selector) \
+            else [("full", 0.0)]
+        plan += [run for run in runs if run not in plan]
+    return plan
+
+
 def sweep(ctx: AppContext, ids: list[int], method: str, selectors: Sequence[str],
           sparsities: Sequence[float], epochs: int, lr: float | None = None,
           eval_samples: int = 256) -> Iterator[list[dict[str, Any]]]:
-    """Run ``method`` at each sparsity × selector; yield the growing tidy records after each run."""
+    """Run ``method`` at each selector × sparsity (:func:`sweep_plan`) through
+    :func:`mape_viz.experiments.run_record`; yield the growing records
+    (:data:`SWEEP_COLUMNS`) after each run."""
+    changes: dict[str, Any] = {"epochs": int(epochs), "score_max_retain": ctx.retain_for_scoring}
+    if lr:
+        changes["lr"] = float(lr)
+    forget, retain = ctx.rows(ids), ctx.retain_rows(ids)
     records: list[dict[str, Any]] = []
-    for selector in selectors:
-        for s in sparsities:
-            run = run_unlearn(ctx, ids, method, selector, float(s), lr, epochs, eval_samples)
-            m = run.metrics["unlearned"]
-            records.append({"method": method, "selector": selector, "granularity": "both",
-                            "sparsity": float(s), "forget_acc": m.get("forget_acc"),
-                            "retain_acc": m.get("retain_acc"), "test_acc": m.get("test_acc"),
-                            "mia": m.get("mia"),
-                            "seconds": run.result.seconds})
-            yield list(records)
+    for selector, s in sweep_plan(method, selectors, sparsities):
+        record, _ = run_record(ctx.task, method, selector, s,
+                               app_config(ctx.task, method, selector, changes),
+                               forget=forget, retain=retain, eval_max_samples=eval_samples)
+        records.append({k: record.get(k) for k in SWEEP_COLUMNS})
+        yield list(records)
 
 
 # -- export --------------------------------------------------------------------------------
@@ -315,8 +331,6 @@ def export_run(run: RunState, mask: ModuleMask | None = None, folder: str | None
     Returns the file paths (the app offers them for download). Always a new folder: nothing
     of the user's is overwritten.
     """
-    from .mask_io import save_mask
-
     if run is None or run.result is None:
         raise ValueError("run an unlearning job first; there is nothing to export yet")
     out = Path(folder or tempfile.mkdtemp(prefix="mape_viz_export_"))
