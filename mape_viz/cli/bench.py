@@ -14,11 +14,12 @@ test score ↑; seconds) and writes, into ``--out`` (refused if it exists, unles
 - ``table.md`` — the printed table and the command that made it;
 - ``figures/*.html`` with ``--figures`` — offline HTML figures (``mape_viz.viz``).
 
-``toy-sentiment`` defaults to ``--task-option forget=canaries`` (32 memorised rule-breaking
-rows, which the retrained model gets wrong: the one forget set of the toy task where
-forgetting is visible); pass ``--task-option forget=random`` for the paper's random 128 rows.
-
-Registered by importing this module (``mape_viz.cli`` does ``from . import cli_bench``).
+Tuned settings are the ``bench`` rows of :mod:`mape_viz.presets` (docs/design.md §8): the
+learning rates each task's runs take, laid under ``--override`` and any hyperparameter flag
+(``--no-bench-defaults`` drops them), and the task options used when none are given
+(``toy-sentiment``: ``forget=canaries``, the 32 memorised rule-breaking rows that the
+retrained model gets wrong — pass ``--task-option forget=random`` for the paper's random 128
+rows). See docs/design.md §9 for the command line.
 """
 
 from __future__ import annotations
@@ -30,41 +31,27 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .cli import UsageError, _key_values, add_dataclass_flags, dataclass_overrides, subcommand
+import torch
+
+from .. import experiments as ex
+from .. import viz
+from ..choices import list_granularities, list_methods, list_selectors
+from ..experiments.records import comparison_markdown, table_columns
+from ..presets import TASK_OPTIONS, preset_targets, task_options
+from ..tasks import load_task
+from ..unlearn import UnlearnConfig
+from ..unlearn.result import atomic_dir
+from ._flags import (UsageError, add_dataclass_flags, csv_list, dataclass_overrides, key_values,
+                     merge_targets, target_overrides)
 
 EXPERIMENTS = ("compare", "sweep", "successive", "relearn")
 SWEEP_SPARSITIES = ("0.5", "0.7", "0.9", "0.95")
 SEEDS = ("0", "1", "2")
-
-#: Task options used when none are given on the command line.
-DEFAULT_TASK_OPTIONS: dict[str, dict[str, Any]] = {"toy-sentiment": {"forget": "canaries"}}
-
-#: Per-task config overrides of the bench (``--no-bench-defaults`` drops them; ``--override``
-#: wins over them). Targets as in :func:`mape_viz.experiments._common.config_for`.
-#:
-#: ``toy-sentiment``: UnlearnConfig's defaults (the paper's ranges for BERT-base: lr 5e-5
-#: full / 5e-4 masked, η 5e-8 / 4e-7) leave the 32 canaries memorised (canary accuracy
-#: stays ≥ 97 %): the tiny model was trained from scratch at lr 1e-3 and 3 epochs over 32
-#: rows are 12 steps. Each (method, full | masked) value below is the largest of a small grid
-#: that keeps test accuracy ≥ 95 % (original: 99.4 %): lr ∈ {5e-4, 2e-3, 5e-3} full and
-#: {2e-3, 5e-3, 2e-2} masked; η ∈ {5e-7, 1e-6, 2e-6, 5e-6} full and {4e-5, 1e-4, 2e-4} masked
-#: (docs/bench_toy_sentiment.md lists the grid's numbers). SA keeps the library default lr
-#: (5e-5): 3 epochs over D_r already unlearn the canaries.
-#:
-#: ``tiny-tofu``: 5 epochs (the paper's TOFU setting); lr = the largest of {1e-4, 2e-4,
-#: 5e-4, 2e-3} (full) / {5e-4, 1e-3, 2e-3, 5e-3} (masked) keeping retain ROUGE ≥ 0.95
-#: (original 1.0); DPO with a mask breaks the retain set at 1e-3 already, so 5e-4.
-BENCH_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
-    "toy-sentiment": {"full": {"lr": 5e-4}, "masked": {"lr": 2e-3},
-                      "so": {"eta": 1e-4}, "so/full": {"eta": 1e-6}, "sa": {"lr": 5e-5}},
-    "tiny-tofu": {"full": {"lr": 2e-4, "epochs": 5}, "masked": {"lr": 1e-3, "epochs": 5},
-                  "dpo/mape": {"lr": 5e-4}, "dpo/sure": {"lr": 5e-4}, "sa": {"lr": 5e-5}},
-}
+N_REQUESTS = 4       # successive: requests the forget set is cut into
+RELEARN_EPOCHS = 5   # relearn: epochs of the attack
 
 #: ``--quick``: what shrinks (each can still be set explicitly).
-QUICK = {"methods": {"classification": "ga,npo", "extractive_qa": "ga,npo",
-                     "causal_lm": "ga,npo", "multiple_choice": "ga,npo"},
-         "selectors": "full,mape", "eval_max_samples": 300, "sa_max_steps": 60,
+QUICK = {"methods": "ga,npo", "selectors": "full,mape", "eval_max_samples": 300, "sa_max_steps": 60,
          "relearn_epochs": 3, "sparsities": "0.5,0.9", "n_requests": 2}
 
 LABELS = {"forget": "forget acc.", "retain": "retain acc.", "test": "test acc.", "mia": "MIA",
@@ -73,40 +60,11 @@ LABELS = {"forget": "forget acc.", "retain": "retain acc.", "test": "test acc.",
           "model_utility": "model utility", "seconds": "seconds"}
 
 
-def _merge(*layers: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Override layers merged per target (later layers win field by field)."""
-    out: dict[str, dict[str, Any]] = {}
-    for layer in layers:
-        for target, fields in layer.items():
-            out.setdefault(target, {}).update(fields)
-    return out
-
-
-def _csv_list(text: str | None) -> list[str] | None:
-    if text is None:
-        return None
-    items = [t.strip() for t in text.split(",") if t.strip()]
-    if not items:
-        raise UsageError(f"empty list {text!r}")
-    return items
-
-
-def _overrides(items: list[str] | None) -> dict[str, dict[str, Any]]:
-    """``["so:eta=1e-7", "masked:lr=5e-3", "ga/mape:epochs=5"]`` ->
-    ``{"so": {"eta": 1e-7}, "masked": {"lr": 5e-3}, "ga/mape": {"epochs": 5}}``."""
-    out: dict[str, dict[str, Any]] = {}
-    for item in items or ():
-        if ":" not in item or "=" not in item.split(":", 1)[1]:
-            raise UsageError(f"--override takes TARGET:KEY=VALUE, got {item!r}")
-        target, kv = item.split(":", 1)
-        out.setdefault(target.strip(), {}).update(_key_values([kv]))
-    return out
-
-
-@subcommand("bench")
-def build_bench(sub: Any) -> argparse.ArgumentParser:
-    from .unlearn import UnlearnConfig
-
+def add_parser(sub: Any) -> argparse.ArgumentParser:
+    """Add the ``bench`` parser to ``sub`` (argparse sub-parsers); ``func`` runs it."""
+    defaults = ", ".join(f"{task}: {' '.join(f'{k}={v}' for k, v in opts.items())}"
+                         for (task, front_end), opts in TASK_OPTIONS.items() if front_end == "bench")
+    methods = "; ".join(f"{', '.join(ms)} for {kind}" for kind, ms in ex.DEFAULT_METHODS.items())
     p = sub.add_parser(
         "bench", help="compare unlearning methods on a task (paper Table 2) and write records",
         description="Run the paper's comparison (Original, RT, SA, and each method with full / "
@@ -117,15 +75,15 @@ def build_bench(sub: Any) -> argparse.ArgumentParser:
     src.add_argument("--task", required=True, help="embedded or registered task name "
                                                   "(toy-sentiment, tiny-tofu, ...)")
     src.add_argument("--task-option", action="append", metavar="KEY=VALUE",
-                     help="option passed to load_task (repeatable); toy-sentiment defaults to "
-                          "forget=canaries")
+                     help="option passed to load_task (repeatable); defaults when none is "
+                          f"given (mape_viz.presets): {defaults}")
     run = p.add_argument_group("bench")
     run.add_argument("--experiments", default="compare",
                      help=f"comma list of {', '.join(EXPERIMENTS)} (default: %(default)s)")
-    run.add_argument("--methods", help="comma list (default: so,ga,gd,npo for classification; "
-                                       "ga,gd,dpo,npo for causal LM)")
-    run.add_argument("--selectors", help="comma list of full, sure, mape, random, magnitude "
-                                         "(default: full,sure,mape)")
+    run.add_argument("--methods", help=f"comma list of {', '.join(list_methods())} (default: "
+                                       f"{methods})")
+    run.add_argument("--selectors", help=f"comma list of {', '.join(list_selectors())} "
+                                         f"(default: {','.join(ex.COMPARE_SELECTORS)})")
     run.add_argument("--sparsity", type=float, default=0.9,
                      help="sparsity of the masked runs (default: %(default)s)")
     run.add_argument("--seeds", help="comma list of seeds; the table averages them (default: "
@@ -133,14 +91,14 @@ def build_bench(sub: Any) -> argparse.ArgumentParser:
     run.add_argument("--no-rt", action="store_true", help="leave out the RT row")
     run.add_argument("--no-sa", action="store_true", help="leave out the SA row")
     run.add_argument("--override", action="append", metavar="TARGET:KEY=VALUE",
-                     help="config override for some runs (repeatable); TARGET is full (every "
-                          "unmasked run), masked (every masked run), a method (so) or "
-                          "method/selector (ga/mape); e.g. masked:lr=5e-3 so:eta=1e-7. "
-                          "Applied least specific first, over the task's bench defaults "
+                     help="config override for some runs (repeatable); TARGET is * (every "
+                          "run), full (every unmasked run), masked (every masked run), a method "
+                          "(so) or method/selector (ga/mape); e.g. masked:lr=5e-3 so:eta=1e-7. "
+                          "Applied least specific first, over the task's bench presets "
                           "(a hyperparameter flag such as --lr replaces those too)")
     run.add_argument("--no-bench-defaults", action="store_true",
                      help="use UnlearnConfig's defaults for every run instead of the task's "
-                          "bench defaults (BENCH_DEFAULTS: learning rates for the tiny models)")
+                          "bench presets (mape_viz.presets: learning rates for the tiny models)")
     run.add_argument("--quick", action="store_true",
                      help="a few-minute version: 2 methods, full + MAPE, SA capped at "
                           f"{QUICK['sa_max_steps']} steps, at most {QUICK['eval_max_samples']} "
@@ -150,14 +108,15 @@ def build_bench(sub: Any) -> argparse.ArgumentParser:
     run.add_argument("--sparsities",
                      help=f"sweep: comma list (default {','.join(SWEEP_SPARSITIES)})")
     run.add_argument("--granularities", default="both",
-                     help="sweep: comma list of both, heads, filters (default: %(default)s)")
+                     help=f"sweep: comma list of {', '.join(list_granularities())} "
+                          "(default: %(default)s)")
     run.add_argument("--n-requests", type=int, default=None,
-                     help="successive: number of requests (default 4)")
+                     help=f"successive: number of requests (default {N_REQUESTS})")
     run.add_argument("--relearn-epochs", type=int, default=None,
-                     help="relearn: epochs (default 5)")
+                     help=f"relearn: epochs (default {RELEARN_EPOCHS})")
     run.add_argument("--relearn-lr", type=float, default=None,
-                     help="relearn: learning rate (default 1e-3, the tiny models' training "
-                          "scale; the paper's 1e-5 barely moves them)")
+                     help=f"relearn: learning rate (default {ex.DEFAULT_LR:g}, the tiny models' "
+                          f"training scale; the paper's {ex.PAPER_LR:g} barely moves them)")
     out = p.add_argument_group("output")
     out.add_argument("--out", help="output folder (default: runs/bench-<task>[-quick])")
     out.add_argument("--overwrite", action="store_true", help="replace an existing --out")
@@ -179,8 +138,6 @@ def _default_out(args: argparse.Namespace) -> Path:
 
 def _figures(kind: str, experiments: dict[str, list[dict]]) -> dict[str, Any]:
     """The figures of the experiments that ran (plotting lives here, not in experiments)."""
-    from . import viz
-
     figs: dict[str, Any] = {}
     if experiments.get("compare"):
         eff, fid, dirs = table_columns_for(experiments["compare"], kind)
@@ -215,8 +172,6 @@ def _figures(kind: str, experiments: dict[str, list[dict]]) -> dict[str, Any]:
 def table_columns_for(records: list[dict], kind: str) -> tuple[tuple, tuple, dict]:
     """(efficacy, fidelity, directions) of the kind's table, keeping only the columns the
     records have (e.g. no MIA without a test split)."""
-    from .experiments.records import table_columns
-
     eff, fid, dirs = table_columns(kind)
     eff = tuple(c for c in eff if any(r.get(c) is not None for r in records))
     fid = tuple(c for c in fid if any(r.get(c) is not None for r in records))
@@ -226,11 +181,8 @@ def table_columns_for(records: list[dict], kind: str) -> tuple[tuple, tuple, dic
 def comparison_markdown_for(records: list[dict], kind: str) -> str:
     """The bench's Table-2-shaped markdown table of comparison records (best per method
     group in bold, as :func:`mape_viz.viz.comparison_rows` decides)."""
-    from .experiments.records import comparison_markdown
-    from .viz import comparison_rows
-
     eff, fid, dirs = table_columns_for(records, kind)
-    rows = comparison_rows(records, efficacy=eff, fidelity=(*fid, "seconds"),
+    rows = viz.comparison_rows(records, efficacy=eff, fidelity=(*fid, "seconds"),
                            directions={**dirs, "seconds": "min"}, reference=("rt", "original"))
     for r in rows:
         r["best"].discard("seconds")
@@ -243,14 +195,9 @@ def comparison_markdown_for(records: list[dict], kind: str) -> str:
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    import torch
-
-    from . import experiments as ex
-    from .unlearn import METHODS, UnlearnConfig, methods_for, selector_names
-    from .unlearn.result import atomic_dir
-
+    """Run ``mape-viz bench``; returns the exit code."""
     t_start = time.perf_counter()
-    exps = _csv_list(args.experiments) or ["compare"]
+    exps = csv_list(args.experiments) or ["compare"]
     unknown = [e for e in exps if e not in EXPERIMENTS]
     if unknown:
         raise UsageError(f"unknown experiment(s) {unknown}; known: {', '.join(EXPERIMENTS)}")
@@ -258,31 +205,31 @@ def run_bench(args: argparse.Namespace) -> int:
     if out.exists() and not args.overwrite:  # fail before any work is done
         raise UsageError(f"output folder {out} already exists; choose another --out or pass "
                          "--overwrite")
-    selectors = _csv_list(args.selectors) or \
-        (QUICK["selectors"].split(",") if args.quick else ["full", "sure", "mape"])
-    bad = [s for s in selectors if s not in selector_names()]
+    selectors = csv_list(args.selectors) or \
+        (QUICK["selectors"].split(",") if args.quick else list(ex.COMPARE_SELECTORS))
+    bad = [s for s in selectors if s not in list_selectors()]
     if bad:
-        raise UsageError(f"unknown selector(s) {bad}; known: {', '.join(selector_names())}")
-    methods_arg = _csv_list(args.methods)
+        raise UsageError(f"unknown selector(s) {bad}; known: {', '.join(list_selectors())}")
+    methods_arg = csv_list(args.methods)
     if methods_arg:
-        bad = [m for m in methods_arg if m not in METHODS]
+        bad = [m for m in methods_arg if m not in list_methods()]
         if bad:
-            raise UsageError(f"unknown method(s) {bad}; known: {', '.join(METHODS.names())}")
+            raise UsageError(f"unknown method(s) {bad}; known: {', '.join(list_methods())}")
     try:
-        seeds = [int(s) for s in _csv_list(args.seeds) or (["0"] if args.quick else SEEDS)]
+        seeds = [int(s) for s in csv_list(args.seeds) or (["0"] if args.quick else SEEDS)]
     except ValueError as e:
         raise UsageError(f"--seeds takes integers: {e}") from e
     if not 0.0 <= args.sparsity < 1.0:
         raise UsageError(f"--sparsity must be in [0, 1), got {args.sparsity}")
     try:
-        sweep_sps = [float(x) for x in _csv_list(args.sparsities) or
+        sweep_sps = [float(x) for x in csv_list(args.sparsities) or
                      (QUICK["sparsities"].split(",") if args.quick else SWEEP_SPARSITIES)]
-        grans = _csv_list(args.granularities) or ["both"]
+        grans = csv_list(args.granularities) or ["both"]
         if "sweep" in exps:
             ex.sweep_plan(["ga"], ["mape"], sweep_sps, grans)  # validates both lists
     except ValueError as e:
         raise UsageError(f"--sparsities / --granularities: {e}") from e
-    user_over = _overrides(args.override)
+    user_over = target_overrides(args.override)
     try:
         cfg = UnlearnConfig.from_dict(dataclass_overrides(args))
         ex.check_overrides(user_over)  # validate now, not after minutes of work
@@ -293,29 +240,26 @@ def run_bench(args: argparse.Namespace) -> int:
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     progress = not args.quiet
 
-    from .tasks import load_task
-
-    opts = {**DEFAULT_TASK_OPTIONS.get(args.task, {}), **_key_values(args.task_option)}
+    opts = {**task_options(args.task, "bench"), **key_values(args.task_option)}
     if progress:
         print(f"loading task {args.task} {opts or ''} (trains and caches the tiny models on "
               "first use)", file=sys.stderr)
     task = load_task(args.task, **opts)
     kind = task.kind
-    methods = methods_arg or (QUICK["methods"][kind].split(",") if args.quick
+    methods = methods_arg or (QUICK["methods"].split(",") if args.quick
                               else list(ex.default_methods(kind)))
-    fitting = methods_for(kind)
+    fitting = list_methods(kind)
     bad = [m for m in methods if m not in fitting]
     if bad:
         raise UsageError(f"method(s) {bad} do not fit a {kind} task; methods that fit: "
                          f"{', '.join(fitting)}")
     eval_max = args.eval_max_samples if args.eval_max_samples is not None else \
         (QUICK["eval_max_samples"] if args.quick else None)
-    # a hyperparameter flag given on the command line (--lr ...) beats the bench defaults
+    # a hyperparameter flag given on the command line (--lr ...) beats the bench presets
     given = set(dataclass_overrides(args))
-    task_defaults = {} if args.no_bench_defaults else BENCH_DEFAULTS.get(args.task, {})
-    bench = {t: {k: v for k, v in f.items() if k not in given}
-             for t, f in task_defaults.items()}
-    overrides = _merge({t: f for t, f in bench.items() if f},
+    presets = {} if args.no_bench_defaults else preset_targets(task, "bench")
+    bench = {t: {k: v for k, v in f.items() if k not in given} for t, f in presets.items()}
+    overrides = merge_targets({t: f for t, f in bench.items() if f},
                        {"sa": {"max_steps": QUICK["sa_max_steps"]}} if args.quick else {},
                        user_over)
     common: dict[str, Any] = {"config": cfg, "overrides": overrides,
@@ -331,7 +275,7 @@ def run_bench(args: argparse.Namespace) -> int:
         results["sweep"] = ex.sweep_sparsity(task, methods, selectors, sweep_sps, grans,
                                              seeds=seeds, **common)
     if "successive" in exps:
-        n_req = args.n_requests or (QUICK["n_requests"] if args.quick else 4)
+        n_req = args.n_requests or (QUICK["n_requests"] if args.quick else N_REQUESTS)
         succ_method = "so" if "so" in methods else methods[0]
         results["successive"] = ex.successive(
             task, n_req, None, [s for s in selectors if s != "sure"] or selectors, succ_method,
@@ -339,7 +283,7 @@ def run_bench(args: argparse.Namespace) -> int:
             seed=seeds[0],
             eval_max_samples=eval_max, device=device, progress=progress)
     if "relearn" in exps:
-        epochs = args.relearn_epochs or (QUICK["relearn_epochs"] if args.quick else 5)
+        epochs = args.relearn_epochs or (QUICK["relearn_epochs"] if args.quick else RELEARN_EPOCHS)
         lr = args.relearn_lr if args.relearn_lr is not None else ex.DEFAULT_LR
         rl_methods = [m for m in methods if m not in ("so",)] or methods
         results["relearn"] = ex.relearn(
@@ -372,9 +316,7 @@ def run_bench(args: argparse.Namespace) -> int:
             md += [table]
         (tmp / "table.md").write_text("\n".join(md) + "\n", encoding="utf-8")
         if figs:
-            from .viz import write_figures
-
-            write_figures(figs, tmp / "figures", index=True)
+            viz.write_figures(figs, tmp / "figures", index=True)
     if table:
         print(table, end="")
     failed = [r for recs in results.values() for r in recs if r.get("ok") is False]

@@ -1,0 +1,133 @@
+"""``mape-viz unlearn``: one unlearning run, written to a run folder (docs/design.md §9).
+
+    mape-viz unlearn --task toy-sentiment --task-option forget=canaries \\
+        --method npo --selector mape --sparsity 0.9 --out runs/npo
+    mape-viz unlearn --model MODEL_DIR --data DATA_DIR --method ga --lr 1e-4
+
+Every ``UnlearnConfig`` field is a flag; the ``library`` presets of an embedded task and the
+paper defaults fill in the rest (docs/design.md §8).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..choices import describe, list_methods, list_selectors
+from ..mask_io import load_mask
+from ..metrics import evaluate
+from ..tasks import load_local_task, load_task
+from ..tasks.local import AUTO_MODELS
+from ..unlearn import UnlearnConfig
+from ._flags import UsageError, add_dataclass_flags, dataclass_overrides, key_values
+
+# The package itself, not its ``unlearn`` function bound at import: the run looks the function
+# up when it starts, so a test can stand in for it (tests/test_unlearn.py interrupts a run by
+# patching ``mape_viz.unlearn.unlearn``).
+unlearning = importlib.import_module("mape_viz.unlearn")
+
+
+def add_parser(sub: Any) -> argparse.ArgumentParser:
+    """Add the ``unlearn`` parser to ``sub`` (argparse sub-parsers); ``func`` runs it."""
+    methods = "; ".join(f"{n}: {describe('method', n)}" for n in list_methods())
+    p = sub.add_parser(
+        "unlearn", help="unlearn a forget set (one run, written to a run folder)",
+        description="Unlearn a forget set from a model with a method and a module selector; "
+                    f"writes config.json, mask/, metrics.json and weights.safetensors. Methods: {methods}.")
+    src = p.add_argument_group("data and model")
+    src.add_argument("--task", help="embedded or registered task name (e.g. toy-sentiment, tiny-tofu)")
+    src.add_argument("--task-option", action="append", metavar="KEY=VALUE",
+                     help="option passed to load_task (repeatable), e.g. forget=canaries")
+    src.add_argument("--model", help="local Hugging Face model folder (with --data)")
+    src.add_argument("--data", help="folder with forget/retain[/test] .jsonl files or a saved DatasetDict")
+    src.add_argument("--kind", choices=list(AUTO_MODELS),
+                     help="task kind for --model (default: from the architecture)")
+    run = p.add_argument_group("run")
+    run.add_argument("--method", required=True, help=f"one of: {', '.join(list_methods())}")
+    run.add_argument("--selector", default="mape",
+                     help=f"{' | '.join(list_selectors())} (default: %(default)s)")
+    run.add_argument("--sparsity", type=float, default=0.9,
+                     help="fraction of modules frozen (default: %(default)s)")
+    run.add_argument("--mask", help="use a saved mask folder instead of scoring")
+    run.add_argument("--out", help="run folder (default: runs/<task>-<method>-<selector>-<sparsity>-seed<seed>)")
+    run.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
+    run.add_argument("--seed", type=int, default=0, help="seed (default: %(default)s)")
+    run.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    run.add_argument("--config", help="JSON file of UnlearnConfig fields (flags override it)")
+    run.add_argument("--eval-max-samples", type=int, default=None,
+                     help="evaluate at most this many rows per split")
+    run.add_argument("--no-eval", action="store_true", help="skip the final evaluation")
+    run.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_dataclass_flags(p, UnlearnConfig, "hyperparameters")
+    p.set_defaults(func=run_unlearn)
+    return p
+
+
+def _default_out(args: argparse.Namespace) -> Path:
+    src = args.task or (Path(args.model).name if args.model else "run")
+    sp = "full" if args.selector == "full" else f"{args.sparsity:g}"
+    return Path("runs") / f"{src}-{args.method}-{args.selector}-{sp}-seed{args.seed}"
+
+
+def _load_config(args: argparse.Namespace) -> dict[str, Any]:
+    """Config fields from --config and the flags (validated); the task's presets and the
+    paper defaults fill in the rest inside ``unlearn``."""
+    base: dict[str, Any] = {}
+    if args.config:
+        path = Path(args.config)
+        if not path.is_file():
+            raise UsageError(f"--config {path} does not exist")
+        base = json.loads(path.read_text())
+        base = base.get("config", base)  # accept a run folder's config.json too
+    base.update(dataclass_overrides(args))
+    try:
+        UnlearnConfig.from_dict(base)  # validate now, before any work
+    except (TypeError, ValueError) as e:
+        raise UsageError(str(e)) from e
+    return base
+
+
+def _load_source(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
+    """The task (embedded/registered or built from --model/--data) and what to record."""
+    if args.task and (args.model or args.data):
+        raise UsageError("give either --task or --model with --data, not both")
+    if args.task:
+        opts = key_values(args.task_option)
+        return load_task(args.task, **opts), {"task": args.task, "task_options": opts}
+    if args.model and args.data:
+        return load_local_task(args.model, args.data, args.kind), {
+            "model_path": str(Path(args.model).resolve()), "data_path": str(Path(args.data).resolve())}
+    raise UsageError("give --task NAME, or --model FOLDER with --data FOLDER")
+
+
+def run_unlearn(args: argparse.Namespace) -> int:
+    """Run ``mape-viz unlearn``; returns the exit code (1: the run stopped on a NaN/inf loss)."""
+    if args.method not in list_methods():
+        raise UsageError(f"unknown method {args.method!r}; known: {', '.join(list_methods())}")
+    if args.selector not in list_selectors():
+        raise UsageError(f"unknown selector {args.selector!r}; known: {', '.join(list_selectors())}")
+    out = Path(args.out) if args.out else _default_out(args)
+    if out.exists() and not args.overwrite:  # fail before any work is done
+        raise UsageError(f"run folder {out} already exists; choose another --out or pass --overwrite")
+    cfg = _load_config(args)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    task, record = _load_source(args)
+    mask = load_mask(args.mask) if args.mask else None
+    result = unlearning.unlearn(task, args.method, args.selector, args.sparsity, cfg, mask=mask,
+                                progress=not args.quiet, device=device, seed=args.seed)
+    if not args.no_eval:
+        result.metrics.update(evaluate(task, result.model, max_samples=args.eval_max_samples,
+                                       progress=not args.quiet))
+    result.save(out, overwrite=args.overwrite, extra=record)
+    summary = {k: v for k, v in result.summary().items() if not isinstance(v, (list, dict))}
+    print(json.dumps({"out": str(out), **summary}, indent=2, default=str))
+    if not result.ok:
+        print(f"error: {result.error}", file=sys.stderr)
+        return 1
+    return 0
