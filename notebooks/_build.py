@@ -84,8 +84,9 @@ SEED = 0
 
 import pandas as pd
 
+from mape_viz.choices import list_objectives, list_selectors
 from mape_viz.metrics import evaluate
-from mape_viz.scores import SELECTORS, score_modules
+from mape_viz.scores import score_modules
 from mape_viz.selection import select_modules
 from mape_viz.viz import filter_view, g_vs_fisher, head_heatmap, selected_per_layer'''),
     md(r"""
@@ -147,10 +148,10 @@ forget_batches = list(task.batches(task.forget, BATCH_SIZE))
 retain_batches = list(task.batches(retain_for_scoring, BATCH_SIZE))
 
 scores = {objective: score_modules(task.model, forget_batches, retain_batches, objective=objective)
-          for objective in ("mlr", "mlf")}
+          for objective in list_objectives()}
 masks = {objective: select_modules(s, sparsity=SPARSITY, refine=None) for objective, s in scores.items()}
 print({objective: s.shape for objective, s in scores.items()})
-print("selectors behind the same interface:", SELECTORS.names())'''),
+print("selectors behind the same interface:", list_selectors(include_full=False))'''),
     md(r"""
 ## Heads: the layer × head heatmap
 
@@ -278,10 +279,11 @@ from functools import partial
 
 import pandas as pd
 
+from mape_viz.choices import list_refine_modes
 from mape_viz.scores import score_modules
 from mape_viz.selection import layer_cost, select_modules, swap_delta
+from mape_viz.ui.widgets import ModuleExplorer
 from mape_viz.viz import swap_changes, warm_vs_refined
-from mape_viz.widgets import ModuleExplorer
 
 pd.options.display.float_format = "{:.4g}".format  # layer costs are small numbers'''),
     code(TOY_TASK),
@@ -321,8 +323,8 @@ print("forget:", request[0]["text"], "→", task.label_names[request[0]["label"]
 forget_batches = list(task.batches(request, 1))
 
 scores = score_modules(task.model, forget_batches, retain_batches, objective="mlr")
-masks = {str(refine): select_modules(scores, sparsity=SPARSITY, refine=refine)
-         for refine in (None, "greedy", "converge", "exact")}
+masks = {refine: select_modules(scores, sparsity=SPARSITY, refine=refine)
+         for refine in list_refine_modes()}  # none (the warm start), greedy, converge, exact
 
 summary = []
 for refine, m in masks.items():
@@ -384,8 +386,9 @@ cheap for $H\le 16$) and reports the greedy's optimality gap per layer.
 """),
     code('''
 per_layer = []
-for refine in ("greedy", "converge", "exact"):
-    m = masks[refine]
+for refine, m in masks.items():
+    if refine == "none":
+        continue
     for kind in ("heads", "filters"):
         for layer, (before, after) in enumerate(zip(m.cost_before[kind], m.cost_after[kind])):
             per_layer.append({"refine": refine, "kind": kind, "layer": layer,
@@ -413,7 +416,6 @@ print("swaps when forgetting the canaries:", len(canary_mask.swaps))'''),
 """),
     code('''
 explorer = ModuleExplorer(partial(score_modules, task.model, forget_batches, retain_batches),
-                          selectors=["mape", "sure", "magnitude", "random"],
                           sparsity=SPARSITY, view="swaps")
 if explorer.error is not None:  # shown in the explorer's status line; surface it here too
     raise explorer.error
@@ -457,11 +459,8 @@ import os
 QUICK = os.environ.get("MAPE_VIZ_QUICK") == "1"
 METHODS = ["ga", "npo"]
 SELECTORS = ["mape", "random"]
-GRANULARITIES = ["both", "heads", "filters"]
 SPARSITIES = [0.5, 0.9] if QUICK else [0.5, 0.7, 0.8, 0.9, 0.95]
 SEEDS = [0] if QUICK else [0, 1, 2]
-LR_FULL = 1e-3       # tuned on toy-sentiment; lr(S) = LR_FULL / (1 - S)
-EPOCHS = 5
 N_RETAIN_SCORE = 128 if QUICK else 1024
 EVAL_MAX = 300 if QUICK else None  # rows per split for evaluation (None = all)
 '''),
@@ -469,8 +468,10 @@ EVAL_MAX = 300 if QUICK else None  # rows per split for evaluation (None = all)
 
 import pandas as pd
 
+from mape_viz.choices import list_granularities
 from mape_viz.experiments import sweep_sparsity
 from mape_viz.metrics import evaluate
+from mape_viz.presets import preset_values
 from mape_viz.unlearn import UnlearnConfig
 from mape_viz.viz import sparsity_curves'''),
     code(TOY_TASK),
@@ -480,13 +481,17 @@ from mape_viz.viz import sparsity_curves'''),
 `sweep_sparsity` runs `unlearn` (mask + method) and `evaluate` (forget / retain / test
 accuracy and the membership-inference attack, MIA: the share of $\mathcal D_f$ an attacker
 still takes for training members) for every combination, and returns one tidy record per
-run — all the figures need. `overrides` set the learning rate of the masked runs; we call it
-once per sparsity to apply the $\text{lr}(S)$ rule. The `full` selector adds one unmasked
-run per method (recorded at sparsity 0).
+run — all the figures need. The full runs take the notebooks' tuned settings for this task
+(`preset_values(task, "notebook")`, from the presets table `mape_viz.presets`: learning rate
+$10^{-3}$, the tiny model's own training rate, and 5 epochs); `overrides` set the learning
+rate of the masked runs, and we call the sweep once per sparsity to apply the
+$\text{lr}(S)$ rule. The `full` selector adds one unmasked run per method (recorded at
+sparsity 0).
 """),
     code('''
 METRICS = ["forget_acc", "retain_acc", "test_acc", "mia"]
-config = UnlearnConfig(lr=LR_FULL, epochs=EPOCHS, score_max_retain=N_RETAIN_SCORE)
+tuned = preset_values(task, "notebook")  # the full runs' lr and epochs: {"lr": 1e-3, "epochs": 5, ...}
+config = UnlearnConfig(lr=tuned["lr"], epochs=tuned["epochs"], score_max_retain=N_RETAIN_SCORE)
 common = dict(config=config, seeds=SEEDS, eval_max_samples=EVAL_MAX, progress=not QUICK)
 
 original = evaluate(task, max_samples=EVAL_MAX)
@@ -494,8 +499,8 @@ retrained = evaluate(task, task.retrained_model, max_samples=EVAL_MAX)
 full = sweep_sparsity(task, METHODS, ["full"], [0.0], **common)
 records = []
 for sparsity in SPARSITIES:
-    records += sweep_sparsity(task, METHODS, SELECTORS, [sparsity], GRANULARITIES,
-                              overrides={"masked": {"lr": LR_FULL / (1 - sparsity)}}, **common)
+    records += sweep_sparsity(task, METHODS, SELECTORS, [sparsity], list_granularities(),
+                              overrides={"masked": {"lr": tuned["lr"] / (1 - sparsity)}}, **common)
 pd.DataFrame(full + records).groupby(["method", "selector", "granularity", "sparsity"])[METRICS].mean().round(3)'''),
     md(r"""
 ## Fig. 2: MAPE against a random mask of the same size
@@ -572,10 +577,6 @@ import os
 
 QUICK = os.environ.get("MAPE_VIZ_QUICK") == "1"
 SPARSITY = 0.9
-SELECTORS = ["full", "sure", "mape"]
-LR_FULL, LR_MASKED = 1e-3, 1e-2      # fine-tuning methods (10x for 90 % sparse masks, as the paper)
-ETA_FULL, ETA_MASKED = 1e-6, 4e-6    # SO unlearning rate
-EPOCHS = 5
 SA_MAX_STEPS = 60 if QUICK else 0    # SA walks the whole retain set; cap it in CI (0 = no cap)
 N_RETAIN_SCORE = 128 if QUICK else 1024
 FISHER_SAMPLES = 256 if QUICK else 0 # retain samples for SO's parameter Fisher (0 = all)
@@ -585,28 +586,33 @@ RUN_PANEL = True                     # run the UnlearnPanel once at the end
 
 import pandas as pd
 
-from mape_viz.experiments import compare_methods
+from mape_viz.choices import list_methods
+from mape_viz.experiments import compare_methods, config_for, default_methods
 from mape_viz.metrics import predict_proba
-from mape_viz.unlearn import UnlearnConfig, methods_for, unlearn
-from mape_viz.viz import comparison_table
-from mape_viz.widgets import UnlearnPanel'''),
+from mape_viz.presets import preset_targets
+from mape_viz.ui.widgets import UnlearnPanel
+from mape_viz.unlearn import UnlearnConfig, unlearn
+from mape_viz.viz import comparison_table'''),
     code(TOY_TASK),
     md(r"""
 ## Run every method × selector
 
-`methods_for(task.kind)` lists the methods that fit a classification task (DPO needs
-generated answers and appears in notebook 06). `compare_methods` runs each method full and
-with every masked selector, adds the reference rows (original model, RT, SA on all
-parameters), evaluates each model and returns one record per run. `overrides` give the full
-and the masked runs their own step sizes.
+`list_methods(task.kind)` lists the methods that fit a classification task (DPO needs
+generated answers and appears in notebook 06); `default_methods` are the paper's Table 2
+methods. `compare_methods` runs each method full and with a SURE and a MAPE mask, adds the
+reference rows (original model, RT, SA on all parameters), evaluates each model and returns
+one record per run. `overrides` give the full and the masked runs their own step sizes: the
+notebooks' tuned values for this task from the presets table (`mape_viz.presets`) — the tiny
+model's training rate $10^{-3}$ for full updates and $10\times$ that for 90 % sparse masks
+(the paper's rule), $\eta = 10^{-6}$ / $4\cdot10^{-6}$ for SO, 5 epochs.
 """),
     code('''
-print("methods for", task.kind, ":", methods_for(task.kind))
-config = UnlearnConfig(epochs=EPOCHS, score_max_retain=N_RETAIN_SCORE, fisher_max_samples=FISHER_SAMPLES)
-overrides = {"full": {"lr": LR_FULL, "eta": ETA_FULL}, "masked": {"lr": LR_MASKED, "eta": ETA_MASKED},
-             "sa": {"max_steps": SA_MAX_STEPS}}
-records = compare_methods(task, ["so", "ga", "gd", "npo"], SELECTORS, sparsity=SPARSITY,
-                          config=config, overrides=overrides, progress=not QUICK)
+print("methods for", task.kind, ":", list_methods(task.kind))
+config = UnlearnConfig(score_max_retain=N_RETAIN_SCORE, fisher_max_samples=FISHER_SAMPLES)
+tuned = preset_targets(task, "notebook")  # {"*": {"epochs": 5}, "full": {"lr": 1e-3, ...}, "masked": ...}
+overrides = {**tuned, "sa": {"max_steps": SA_MAX_STEPS}}
+records = compare_methods(task, default_methods(task.kind), sparsity=SPARSITY, config=config,
+                          overrides=overrides, progress=not QUICK)
 pd.DataFrame(records)[["name", "forget", "mia", "retain", "test", "n_changed_params", "seconds"]].round(3)'''),
     md(r"""
 ## Table 2
@@ -642,10 +648,10 @@ def p_memorised(model):
     return predict_proba(model, task.batches(task.forget, 64))[1]
 
 
-masked = config.replace(lr=LR_MASKED, eta=ETA_MASKED)
-models = {"NPO (full)": unlearn(task, "npo", "full", SPARSITY, config.replace(lr=LR_FULL)).model,
-          "MAPE-NPO": unlearn(task, "npo", "mape", SPARSITY, masked).model,
-          "MAPE-SO": unlearn(task, "so", "mape", SPARSITY, masked).model}
+runs = {"NPO (full)": ("npo", "full"), "MAPE-NPO": ("npo", "mape"), "MAPE-SO": ("so", "mape")}
+models = {name: unlearn(task, method, selector, SPARSITY,
+                        config_for(config, overrides, method, selector)).model
+          for name, (method, selector) in runs.items()}
 before_after = pd.DataFrame({"text": task.forget["text"], "original": p_memorised(task.model),
                              **{name: p_memorised(m) for name, m in models.items()},
                              "retrained (RT)": p_memorised(task.retrained_model)})
@@ -653,18 +659,14 @@ before_after.round(3).head(10)'''),
     md(r"""
 ## Try it yourself: `UnlearnPanel`
 
-Pick a method, a selector, the sparsity and the main hyperparameters, press **Run**: the panel
-evaluates the model before and after and shows the canaries' predictions and the mask. (Below
-it is pre-set to MAPE-NPO and run once, so the executed notebook shows a result.)
+Pick a method, a selector, the sparsity and the main hyperparameters (they start from the
+same tuned values), press **Run**: the panel evaluates the model before and after and shows
+the canaries' predictions and the mask. (Below it is pre-set to MAPE-NPO and run once, so the
+executed notebook shows a result.)
 """),
     code('''
-panel = UnlearnPanel(task, sparsity=SPARSITY)
+panel = UnlearnPanel(task, sparsity=SPARSITY)  # controls start from the notebook presets
 panel.controls["method"].value = "npo"
-hp = panel.controls["hp"]
-if "lr" in hp:
-    hp["lr"].value = str(LR_MASKED)
-if "epochs" in hp:
-    hp["epochs"].value = EPOCHS
 if RUN_PANEL:
     panel.run()
     if panel.error is not None:  # the panel shows errors in its status line; surface them here
@@ -706,9 +708,6 @@ import os
 QUICK = os.environ.get("MAPE_VIZ_QUICK") == "1"
 N_REQUESTS = 4                      # the canaries are removed in this many equal requests
 SPARSITY = 0.9
-LR_FULL, LR_MASKED = 1e-3, 1e-2
-ETA_FULL, ETA_MASKED = 1e-6, 4e-6
-EPOCHS = 5
 N_RETAIN_SCORE = 128 if QUICK else 1024
 FISHER_SAMPLES = 256 if QUICK else 0
 EVAL_MAX = 300 if QUICK else None
@@ -721,13 +720,14 @@ RELEARN_LR = 1e-3                   # the tiny model's own training rate
 import pandas as pd
 
 from mape_viz.experiments import relearn, successive
+from mape_viz.presets import preset_targets
 from mape_viz.unlearn import UnlearnConfig
 from mape_viz.viz import relearn_curves, successive_curves'''),
     code(TOY_TASK),
     code('''
 KEEP = ["forget_acc", "retain_acc", "test_acc", "mia"]
-config = UnlearnConfig(epochs=EPOCHS, score_max_retain=N_RETAIN_SCORE, fisher_max_samples=FISHER_SAMPLES)
-overrides = {"full": {"lr": LR_FULL, "eta": ETA_FULL}, "masked": {"lr": LR_MASKED, "eta": ETA_MASKED}}
+config = UnlearnConfig(score_max_retain=N_RETAIN_SCORE, fisher_max_samples=FISHER_SAMPLES)
+overrides = preset_targets(task, "notebook")  # the tuned lr / eta / epochs of notebook 04
 common = dict(config=config, overrides=overrides, eval_max_samples=EVAL_MAX, progress=not QUICK)
 print(f"{len(task.forget)} canaries, removed in {N_REQUESTS} requests of {len(task.forget) // N_REQUESTS}")'''),
     md(r"""
@@ -809,10 +809,8 @@ import os
 
 QUICK = os.environ.get("MAPE_VIZ_QUICK") == "1"
 SPLIT = "forget10"
-METHODS = ["npo", "dpo"] if QUICK else ["ga", "gd", "npo", "dpo"]
+METHODS = ["npo", "dpo"] if QUICK else None  # None: the paper's Table 3 methods
 SPARSITY = 0.9
-LR_FULL, LR_MASKED = 1e-4, 5e-4    # tuned on tiny-tofu: larger steps collapse the tiny LM
-EPOCHS = 5
 BATCH_SIZE = 8
 EVAL_MAX = 12 if QUICK else None   # questions per set for evaluation (None = all)
 N_RETAIN_SCORE = 64 if QUICK else 512
@@ -824,8 +822,9 @@ import pandas as pd
 from mape_viz.metrics import evaluate, generate_answers
 from mape_viz.scores import score_modules
 from mape_viz.selection import select_modules
+from mape_viz.experiments import default_methods
 from mape_viz.tasks import TofuSpec, TrainConfig, load_task
-from mape_viz.unlearn import UnlearnConfig, unlearn
+from mape_viz.unlearn import as_config, unlearn
 from mape_viz.viz import comparison_table, filter_view, head_heatmap'''),
     code('''
 # QUICK: fewer authors and shorter training (trained once, then cached in $MAPE_VIZ_CACHE).
@@ -883,9 +882,11 @@ $$\mathcal L_{DPO} = -\frac1\beta\,\mathbb E\Big[\log\sigma\Big(\beta\log
 \frac{\pi_\theta(y_{\text{idk}}|x)}{\pi_{\text{ref}}(y_{\text{idk}}|x)} - \beta\log
 \frac{\pi_\theta(y|x)}{\pi_{\text{ref}}(y|x)}\Big)\Big];$$
 
-**NPO** keeps only the second (negative) term. Each runs full and with a MAPE mask. This is
-the loop `mape_viz.experiments.compare_methods` runs for you (notebook 04); written out, it
-keeps the unlearned models so that we can read their answers.
+**NPO** keeps only the second (negative) term. Each runs full and with a MAPE mask, with the
+notebooks' tuned settings for `tiny-tofu` (`front_end="notebook"` in the presets table: 5
+epochs, learning rate $10^{-4}$ full and $5\cdot10^{-4}$ masked — larger steps collapse the
+tiny LM). This is the loop `mape_viz.experiments.compare_methods` runs for you (notebook 04);
+written out, it keeps the unlearned models so that we can read their answers.
 """),
     code('''
 records, models = [], {}
@@ -893,10 +894,11 @@ for name in ("original", "retrained"):
     m = base[name]
     records.append({"method": "rt" if name == "retrained" else "original", "selector": "full",
                     **{k: m.get(k, float("nan")) for k in KEEP}})
-for method in METHODS:
+for method in METHODS or default_methods(task.kind):
     for selector in ("full", "mape"):
-        config = UnlearnConfig(lr=LR_MASKED if selector == "mape" else LR_FULL, epochs=EPOCHS,
-                               batch_size=BATCH_SIZE, score_max_retain=N_RETAIN_SCORE)
+        config = as_config(dict(batch_size=BATCH_SIZE, score_max_retain=N_RETAIN_SCORE), task,
+                           method=method, selector=selector, masked=selector != "full",
+                           front_end="notebook")
         result = unlearn(task, method, selector, SPARSITY, config)
         models[method, selector] = result.model
         m = evaluate(task, result.model, max_samples=EVAL_MAX)
