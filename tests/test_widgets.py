@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 import pytest
 import torch
 
-from mape_viz.ui import widgets as wmod
+from mape_viz.ui import figure_pane
 from mape_viz.types import ModuleMask, ModuleTerms
 from mape_viz.ui.widgets import FigurePane, ModuleExplorer, UnlearnPanel
 
@@ -53,9 +53,9 @@ def overlay_cells(fig) -> set[tuple[int, int]]:
 def live(request, monkeypatch):
     """Run each widget test with a live FigureWidget (when anywidget is installed) and with
     the static Output fallback."""
-    if request.param and not wmod._figure_widget_available():
+    if request.param and not figure_pane._figure_widget_available():
         pytest.skip("anywidget is not installed: FigureWidget unavailable")
-    monkeypatch.setattr(wmod, "_figure_widget_available", lambda: request.param)
+    monkeypatch.setattr(figure_pane, "_figure_widget_available", lambda: request.param)
     return request.param
 
 
