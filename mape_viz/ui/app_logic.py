@@ -86,7 +86,7 @@ class AppContext:
         if t.kind != "classification":
             raise ValueError(f"the app serves classification tasks; {task!r} is {t.kind!r}")
         if retain_for_scoring is None:
-            retain_for_scoring = app_config(t, "ga", "mape").score_max_retain
+            retain_for_scoring = as_config(None, t, front_end="app").score_max_retain
         train = concatenate_datasets([t.forget, t.retain]).sort("idx")
         ctx = cls(task=t, train=train, predictions=[], retain_for_scoring=retain_for_scoring)
         ctx.predictions = ctx.predict(t.model, list(range(len(train))))
