@@ -4,8 +4,9 @@ Side by side, in one run, on a randomly initialised ``BertForSequenceClassificat
 from ``BertConfig()`` (BERT-base: 12 layers, 12 heads, d=768, 3072 filters, 110 M parameters;
 ``--quick``: 4 layers, d=256, 4 heads, 1024 filters):
 
-* **SO Fisher** — the retain-set diagonal Fisher of Eq. 11 (``unlearn.fisher_sum``: per-sample
-  gradients with ``vmap(grad)``): full SO (every parameter) vs MAPE-SO at 90 % sparsity (only
+* **SO Fisher** — the retain-set diagonal Fisher of Eq. 11 (``unlearning.fisher_sum``; full SO
+  takes per-sample gradients with ``vmap(grad)``, MAPE-SO with hooks on the selected slices, as
+  ``fisher_engine="auto"`` picks): full SO (every parameter) vs MAPE-SO at 90 % sparsity (only
   the selected heads' and filters' slices). Time and peak memory of the Fisher pass alone.
 * **GA step** — ``unlearn(..., "ga")`` full vs MAPE-GA at 90 %: mean time of an optimizer step
   (forward, backward, AdamW, write-back; the first step is a warm-up and not counted) and the
@@ -139,7 +140,7 @@ def mape_mask(model, forget, retain, objective: str):
 
 
 def worker_fisher(spec: dict[str, Any]) -> dict[str, Any]:
-    from mape_viz.unlearn import SparseParams, fisher_sum
+    from mape_viz.unlearning import SparseParams, fisher_sum
 
     model, forget, retain, dev = build(spec)
     mask, mask_s = (mape_mask(model, forget, retain, "mlr") if spec["selector"] == "mape"
@@ -165,7 +166,7 @@ def worker_fisher(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def worker_ga(spec: dict[str, Any]) -> dict[str, Any]:
-    from mape_viz.unlearn import UnlearnConfig, unlearn
+    from mape_viz.unlearning import UnlearnConfig, unlearn
 
     model, forget, retain, dev = build(spec)
     cfg = UnlearnConfig(epochs=spec["steps"] + 1, max_steps=spec["steps"] + 1, score_max_retain=0,

@@ -9,7 +9,7 @@ from .scores import OBJECTIVES, SELECTORS
 from .selection import GRANULARITIES, REFINE_MODES
 from .sitemaps import supported_families
 from .tasks import TASKS
-from .unlearn import METHODS, methods_for, selector_names
+from .unlearning import METHODS, methods_for, selector_names
 
 
 def list_methods(kind: str | None = None) -> list[str]:

@@ -6,7 +6,7 @@ move nothing, so each front end has tuned values here, each row with the reason 
 measurement behind it. Every front end reads *its own* rows, laid over the paper defaults —
 no front end's values are applied and then undone by another's:
 
-- ``library``: :func:`mape_viz.unlearn` with no ``UnlearnConfig`` (and ``mape-viz unlearn``);
+- ``library``: :func:`mape_viz.unlearning` with no ``UnlearnConfig`` (and ``mape-viz unlearn``);
 - ``bench``: ``mape-viz bench`` and :mod:`mape_viz.experiments` when called by it;
 - ``app``: the Gradio app;
 - ``notebook``: the teaching notebooks.

@@ -8,8 +8,9 @@ by name in ``SELECTORS``, so every front end offers the same list.
 | ``mlr``   | Σ_{x∈D_f} ∇_m ℓ(x)        | mean_{x∈D_r} (∇_m ℓ(x))²    |
 | ``mlf``   | Σ_{x∈D_r} ∇_m ℓ(x)        | mean_{x∈D_f} (∇_m ℓ(x))²    |
 
-Higher score = selected for update, for both objectives (the paper's Eq. 17 is written as an
-argmax but its text selects the highest-scoring modules; we follow the text).
+Higher score = selected for update, for both objectives. Eq. 8's text says modules with higher
+scores are prioritised; Eq. 17/18 are written as an argmax of Σ(1−mᵢ)(gᵢ + ½Fᵢ), which read
+literally keeps the *lowest*-scoring modules. We follow Eq. 8's text for both (docs/design.md §3).
 """
 
 from __future__ import annotations
@@ -53,8 +54,10 @@ def score_modules(model: nn.Module, forget: Batches, retain: Batches, objective:
         kind: task kind (``classification``, ``causal_lm``, ``extractive_qa``); inferred from
             the batches when None.
         max_factor: how many per-sample gradient rows of the Fisher set to keep for the
-            layer-wise block Fisher (greedy refinement). Rows are rescaled so that
-            ``factorᵀ factor / n_fisher`` stays an unbiased estimate of the block Fisher.
+            layer-wise block Fisher (greedy refinement): the rows of the *first* ``max_factor``
+            Fisher-set samples in batch order (not a random subsample), rescaled by
+            √(n_fisher / rows) so that ``factorᵀ factor / n_fisher`` keeps the full set's scale.
+            With more samples than rows it is an estimate; its bias depends on the batch order.
         seed: for ``random``.
         progress: tqdm bars.
     Returns:

@@ -472,7 +472,7 @@ from mape_viz.choices import list_granularities
 from mape_viz.experiments import sweep_sparsity
 from mape_viz.metrics import evaluate
 from mape_viz.presets import preset_values
-from mape_viz.unlearn import UnlearnConfig
+from mape_viz.unlearning import UnlearnConfig
 from mape_viz.viz import sparsity_curves'''),
     code(TOY_TASK),
     md(r"""
@@ -591,7 +591,7 @@ from mape_viz.experiments import compare_methods, config_for, default_methods
 from mape_viz.metrics import predict_proba
 from mape_viz.presets import preset_targets
 from mape_viz.ui.widgets import UnlearnPanel
-from mape_viz.unlearn import UnlearnConfig, unlearn
+from mape_viz.unlearning import UnlearnConfig, unlearn
 from mape_viz.viz import comparison_table'''),
     code(TOY_TASK),
     md(r"""
@@ -721,7 +721,7 @@ import pandas as pd
 
 from mape_viz.experiments import relearn, successive
 from mape_viz.presets import preset_targets
-from mape_viz.unlearn import UnlearnConfig
+from mape_viz.unlearning import UnlearnConfig
 from mape_viz.viz import relearn_curves, successive_curves'''),
     code(TOY_TASK),
     code('''
@@ -824,7 +824,7 @@ from mape_viz.scores import score_modules
 from mape_viz.selection import select_modules
 from mape_viz.experiments import default_methods
 from mape_viz.tasks import TofuSpec, TrainConfig, load_task
-from mape_viz.unlearn import as_config, unlearn
+from mape_viz.unlearning import as_config, unlearn
 from mape_viz.viz import comparison_table, filter_view, head_heatmap'''),
     code('''
 # QUICK: fewer authors and shorter training (trained once, then cached in $MAPE_VIZ_CACHE).

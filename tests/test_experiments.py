@@ -20,7 +20,7 @@ from mape_viz.experiments import records as rec_mod
 from mape_viz.presets import preset_targets
 from mape_viz.tasks import TASKS, CausalLMCollator, ClassificationCollator, Task
 from mape_viz.tasks.tokenizer import build_word_tokenizer
-from mape_viz.unlearn import UnlearnConfig
+from mape_viz.unlearning import UnlearnConfig
 from mape_viz.viz import (comparison_table, relearn_curves, sparsity_curves,
                           successive_curves)
 

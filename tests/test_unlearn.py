@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from conftest import FAMILIES, make_batch, make_model
 from mape_viz.sitemaps import get_sites
 from mape_viz.types import ModuleMask
-from mape_viz.unlearn import (METHODS, SparseParams, UnlearnConfig, config_fields, fisher_sum,
+from mape_viz.unlearning import (METHODS, SparseParams, UnlearnConfig, config_fields, fisher_sum,
                               load_run, read_run, successive, successive_so, unlearn)
 from mape_viz.losses import IDK_PREFIX
 
@@ -195,7 +195,7 @@ def test_task_defaults_sit_between_paper_defaults_and_the_caller():
     from types import SimpleNamespace
 
     from mape_viz.presets import preset_targets
-    from mape_viz.unlearn import as_config
+    from mape_viz.unlearning import as_config
 
     canaries = SimpleNamespace(name="toy-sentiment", meta={"options": {"forget": "canaries"}})
     rand = SimpleNamespace(name="toy-sentiment", meta={"options": {"forget": "random"}})
@@ -345,7 +345,7 @@ def test_include_head_trains_the_head_only_beyond_the_mask():
         elif "embeddings" in n or "LayerNorm" in n:
             assert torch.equal(got[n], p), n
     # GPT-2's LM head is tied to the input embeddings: never part of the head
-    from mape_viz.unlearn import head_param_names
+    from mape_viz.unlearning import head_param_names
 
     assert head_param_names(make_model("gpt2")) == []
     assert head_param_names(make_model("llama")) == ["lm_head.weight"]
@@ -517,7 +517,7 @@ def test_save_and_load_run_rebuild_exactly(tmp_path):
 
 
 def test_interrupted_save_leaves_nothing(tmp_path, monkeypatch):
-    import mape_viz.unlearn.result as result_mod
+    import mape_viz.unlearning.result as result_mod
 
     model = make_model("bert", dtype=torch.float32)
     forget, retain = data("bert", 1, 1)
@@ -667,8 +667,8 @@ def test_successive_with_a_task_and_dataset_requests(tiny_cls_task):
 
 
 def test_cli_ctrl_c_leaves_no_folder(tmp_path, monkeypatch, capsys):
-    import mape_viz.unlearn as api
-    import mape_viz.unlearn.result as result_mod
+    import mape_viz.unlearning as api
+    import mape_viz.unlearning.result as result_mod
     from mape_viz.cli import main
 
     mdir, ddir = _tiny_folders(tmp_path)
@@ -694,7 +694,7 @@ def test_cli_ctrl_c_leaves_no_folder(tmp_path, monkeypatch, capsys):
 @pytest.fixture
 def scratch_methods(monkeypatch):
     """Register test methods into a copy of the registry, dropped after the test."""
-    from mape_viz.unlearn import METHODS
+    from mape_viz.unlearning import METHODS
 
     monkeypatch.setattr(METHODS, "_items", dict(METHODS._items))
     monkeypatch.setattr(METHODS, "_help", dict(METHODS._help))
@@ -703,8 +703,8 @@ def scratch_methods(monkeypatch):
 
 def test_a_registered_method_runs_through_its_runner(scratch_methods):
     """The engine hands the run to the method's runner and reports what it returns."""
-    from mape_viz.unlearn import register_method
-    from mape_viz.unlearn.methods import RunOutcome
+    from mape_viz.unlearning import register_method
+    from mape_viz.unlearning.methods import RunOutcome
 
     seen = {}
 
@@ -735,8 +735,8 @@ def test_a_registered_method_runs_through_its_runner(scratch_methods):
 
 
 def test_register_method_refuses_bad_entries(scratch_methods):
-    from mape_viz.unlearn import register_method
-    from mape_viz.unlearn.methods import finetune_runner
+    from mape_viz.unlearning import register_method
+    from mape_viz.unlearning.methods import finetune_runner
 
     ok = dict(family="finetune", objective="mlf", drive="forget", needs=("forget",),
               runner=finetune_runner, fields=("lr",), main_fields=("lr",))

@@ -50,7 +50,7 @@ def reference(task):
 @pytest.mark.parametrize("method", ["gd"])
 def test_mape_unlearning_forgets_canaries_like_retraining(task, reference, method):
     from mape_viz.metrics import evaluate
-    from mape_viz.unlearn import unlearn
+    from mape_viz.unlearning import unlearn
 
     params = {n: p.detach().clone() for n, p in task.model.named_parameters()}
     res = unlearn(task, method, "mape", 0.9, seed=0)
@@ -69,7 +69,7 @@ def test_mape_unlearning_forgets_canaries_like_retraining(task, reference, metho
 
 def test_rt_uses_the_retrained_model_and_so_runs(task, reference):
     from mape_viz.metrics import evaluate
-    from mape_viz.unlearn import unlearn
+    from mape_viz.unlearning import unlearn
 
     rt = unlearn(task, "rt", "full")
     assert evaluate(task, rt.model)["forget_acc"] == reference["retrained"]["forget_acc"]
@@ -79,7 +79,7 @@ def test_rt_uses_the_retrained_model_and_so_runs(task, reference):
 
 def test_cli_on_the_embedded_task(tmp_path):
     from mape_viz.cli import main
-    from mape_viz.unlearn import read_run
+    from mape_viz.unlearning import read_run
 
     out = tmp_path / "run"
     assert main(["unlearn", "--task", "toy-sentiment", "--task-option", "forget=canaries",

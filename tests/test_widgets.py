@@ -283,7 +283,7 @@ def test_unlearn_panel_progress_callback_moves_the_bar():
 
 
 def test_unlearn_panel_lists_registered_methods():
-    pytest.importorskip("mape_viz.unlearn")
+    pytest.importorskip("mape_viz.unlearning")
     panel = UnlearnPanel(fake_task(), fake_unlearn_factory([]), fake_evaluate,
                          predict_fn=fake_predict)
     opts = list(panel.controls["method"].options)

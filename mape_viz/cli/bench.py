@@ -39,8 +39,8 @@ from ..choices import list_granularities, list_methods, list_selectors
 from ..experiments.records import comparison_markdown, table_columns
 from ..presets import TASK_OPTIONS, preset_targets, task_options
 from ..tasks import load_task
-from ..unlearn import UnlearnConfig
-from ..unlearn.result import atomic_dir
+from ..unlearning import UnlearnConfig
+from ..unlearning.result import atomic_dir
 from ._flags import (UsageError, add_dataclass_flags, csv_list, dataclass_overrides, key_values,
                      merge_targets, target_overrides)
 

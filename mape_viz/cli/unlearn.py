@@ -24,13 +24,13 @@ from ..mask_io import load_mask
 from ..metrics import evaluate
 from ..tasks import load_local_task, load_task
 from ..tasks.local import AUTO_MODELS
-from ..unlearn import UnlearnConfig
+from ..unlearning import UnlearnConfig
 from ._flags import UsageError, add_dataclass_flags, dataclass_overrides, key_values
 
 # The package itself, not its ``unlearn`` function bound at import: the run looks the function
 # up when it starts, so a test can stand in for it (tests/test_unlearn.py interrupts a run by
-# patching ``mape_viz.unlearn.unlearn``).
-unlearning = importlib.import_module("mape_viz.unlearn")
+# patching ``mape_viz.unlearning.unlearn``).
+unlearning = importlib.import_module("mape_viz.unlearning")
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from ..metrics import evaluate
 from ..presets import resolve_targets
 from ..tasks import SPLIT_NAMES, Task
-from ..unlearn import METHODS, UnlearnConfig, as_config, selector_names, unlearn
+from ..unlearning import METHODS, UnlearnConfig, as_config, selector_names, unlearn
 from .records import score_aliases
 
 #: Called with each record as soon as it is made (e.g. to print or save partial results).
@@ -184,8 +184,8 @@ def run_record(task: Task, method: str, selector: str, sparsity: float, config: 
                eval_splits: Sequence[str] | None = None, eval_max_samples: int | None = None,
                eval_batch_size: int = 32, progress: bool = False,
                extra: Mapping[str, Any] | None = None) -> tuple[dict[str, Any], Any]:
-    """One :func:`mape_viz.unlearn.unlearn` run from ``task.model`` and its evaluation →
-    (record, :class:`~mape_viz.unlearn.UnlearnResult`). The one place that runs and records a
+    """One :func:`mape_viz.unlearning.unlearn` run from ``task.model`` and its evaluation →
+    (record, :class:`~mape_viz.unlearning.UnlearnResult`). The one place that runs and records a
     (method, selector, sparsity): the sweep, the comparison and the app's sweep call it.
 
     Args:

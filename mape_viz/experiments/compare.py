@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import Any, Mapping, Sequence
 
 from ..tasks import Task
-from ..unlearn import as_config
+from ..unlearning import as_config
 from ._common import (COMPARE_SELECTORS, OnRecord, bar, check_overrides, config_for,
                       default_methods, display_name, evaluate_model, require_task, run_record)
 

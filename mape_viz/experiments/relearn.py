@@ -37,7 +37,7 @@ import torch
 
 from ..losses import LOSS_KINDS, per_sample_loss
 from ..tasks import Task
-from ..unlearn import as_config, unlearn
+from ..unlearning import as_config, unlearn
 from ._common import (OnRecord, bar, check_overrides, concat, config_for, display_name,
                       evaluate_model, maskable, prefixed, require_task, subset)
 

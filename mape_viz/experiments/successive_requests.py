@@ -3,11 +3,11 @@
 The forget set is cut into ``n_requests`` requests of ``request_size`` rows (a seeded random
 order). Scenarios, one line each in Fig. 3:
 
-- ``successive`` — :func:`mape_viz.unlearn.successive`: request t is unlearned from the model
+- ``successive`` — :func:`mape_viz.unlearning.successive`: request t is unlearned from the model
   left by request t − 1 (mask re-scored each time); errors accumulate (Table 1).
 - ``batch`` — request t's line point is one run from the original model on the union of the
   first t requests (the paper's "batch" scenario).
-- ``eq12`` — :func:`mape_viz.unlearn.successive_so` (Appendix A.2, second order only): every
+- ``eq12`` — :func:`mape_viz.unlearning.successive_so` (Appendix A.2, second order only): every
   update starts again from θ* with running sums and Eq. 13 masks (selectors ``mape`` and
   ``full`` only).
 
@@ -27,9 +27,9 @@ import warnings
 from typing import Any, Mapping, Sequence
 
 from ..tasks import Task
-from ..unlearn import as_config, successive_so, unlearn
-from ..unlearn import successive as run_successive
-from ..unlearn.result import count_changed
+from ..unlearning import as_config, successive_so, unlearn
+from ..unlearning import successive as run_successive
+from ..unlearning.result import count_changed
 from ._common import (OnRecord, bar, check_overrides, concat, config_for, display_name,
                       evaluate_model, prefixed, require_task)
 

@@ -1,6 +1,6 @@
 """Sparsity sweep (paper Fig. 2 and Fig. 7): sparsity × method × selector × granularity.
 
-Every (method, selector, granularity, sparsity, seed) is one :func:`mape_viz.unlearn.unlearn`
+Every (method, selector, granularity, sparsity, seed) is one :func:`mape_viz.unlearning.unlearn`
 run from the task's original model, evaluated with :func:`mape_viz.metrics.evaluate`; one
 tidy record per run (:func:`~mape_viz.experiments.run_record`). A full-parameter run
 (selector ``full``) is recorded once per method and seed at ``sparsity = 0`` with
@@ -14,7 +14,7 @@ from typing import Any, Mapping, Sequence
 
 from ..selection import GRANULARITIES
 from ..tasks import Task
-from ..unlearn import as_config
+from ..unlearning import as_config
 from ._common import (OnRecord, bar, check_overrides, config_for, display_name, maskable,
                       run_record)
 
@@ -68,7 +68,7 @@ def sweep_sparsity(task: Task, methods: Sequence[str], selectors: Sequence[str] 
 
     Args:
         task: a :class:`~mape_viz.tasks.Task` (``load_task``, ``load_local_task`` ...).
-        methods: names in ``mape_viz.unlearn.METHODS`` (``so``, ``ga``, ``gd``, ``npo`` ...).
+        methods: names in ``mape_viz.unlearning.METHODS`` (``so``, ``ga``, ``gd``, ``npo`` ...).
         selectors: score selectors (``mape``, ``sure`` ...: ``mape_viz.choices.list_selectors``)
             and/or ``full`` (one unmasked run per method, recorded at sparsity 0).
         sparsities: fractions of modules frozen, each in [0, 1).

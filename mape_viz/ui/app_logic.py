@@ -2,7 +2,7 @@
 
 ``app.py`` lays out the page and binds these handlers; tests call them directly; nothing here
 imports Gradio. The base model is loaded once (:class:`AppContext`) and never modified:
-scoring only reads it, and every unlearning run works on a copy (:func:`mape_viz.unlearn.unlearn`
+scoring only reads it, and every unlearning run works on a copy (:func:`mape_viz.unlearning.unlearn`
 deep-copies), kept per session in ``gr.State`` as a :class:`RunState`. The explore tab's
 caches are the shared :class:`~mape_viz.ui.explorer.ExplorerState`. The app's tuned settings
 are the ``app`` rows of :mod:`mape_viz.presets` (docs/design.md §8), read by
@@ -28,7 +28,7 @@ from ..metrics import evaluate, predict_proba
 from ..scores import SELECTORS, score_modules
 from ..tasks import Task, load_task
 from ..types import ModuleMask
-from ..unlearn import UnlearnConfig, as_config, unlearn
+from ..unlearning import UnlearnConfig, as_config, unlearn
 from .explorer import ExplorerState, Scorer, mask_summary as summarize, view_figure
 
 #: The most samples one request may name (a UI guard: every run scores and trains on them).

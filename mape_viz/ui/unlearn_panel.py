@@ -22,7 +22,7 @@ from .. import viz
 from ..choices import list_methods, list_selectors
 from ..experiments import is_masked
 from ..metrics import evaluate
-from ..unlearn import METHODS, UnlearnConfig, as_config, unlearn
+from ..unlearning import METHODS, UnlearnConfig, as_config, unlearn
 from .figure_pane import FigurePane, WidgetBase
 from .panel_views import (default_predict, field_widget, history_figure, metrics_table,
                           predictions_table)
@@ -42,7 +42,7 @@ class UnlearnPanel(WidgetBase):
             the injected functions, and ``.forget`` / ``.model`` read for the display).
         unlearn_fn: ``unlearn_fn(task, method, selector, sparsity, config) -> UnlearnResult``
             with ``.model``, ``.mask`` (or None), ``.history`` (default
-            :func:`mape_viz.unlearn.unlearn`). If it accepts a ``callbacks``
+            :func:`mape_viz.unlearning.unlearn`). If it accepts a ``callbacks``
             keyword (as ``unlearn`` does), it gets ``[cb]`` with ``cb(step, model, row)``
             called after every update, which moves the progress bar.
         evaluate_fn: ``evaluate_fn(task, model) -> dict`` of metrics (default
@@ -51,8 +51,8 @@ class UnlearnPanel(WidgetBase):
             ``task.kind``: the methods that fit the task).
         selectors: selector names (default :func:`~mape_viz.choices.list_selectors`:
             ``"full"`` = no mask, all parameters updated, then the score selectors).
-        config_cls: the config dataclass (default :class:`~mape_viz.unlearn.UnlearnConfig`,
-            built by :func:`~mape_viz.unlearn.as_config` with the presets underneath; None →
+        config_cls: the config dataclass (default :class:`~mape_viz.unlearning.UnlearnConfig`,
+            built by :func:`~mape_viz.unlearning.as_config` with the presets underneath; None →
             ``config`` is passed as a dict of the shown fields).
         fields: method -> config field names to show (default the method's
             ``Method.main_fields``, plus :data:`MASK_FIELDS` for masked runs).
@@ -192,7 +192,7 @@ class UnlearnPanel(WidgetBase):
 
     def config(self) -> Any:
         """The config for the current controls: with the default ``config_cls``,
-        :func:`~mape_viz.unlearn.as_config` of the shown fields over the presets (a blank
+        :func:`~mape_viz.unlearning.as_config` of the shown fields over the presets (a blank
         optional field leaves the preset or paper default); else ``config_cls(**shown
         fields)``, or the dict of them."""
         values: dict[str, Any] = {}

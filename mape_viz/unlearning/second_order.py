@@ -3,7 +3,7 @@
 F is the empirical diagonal Fisher on the retain set, ``F = (1/|D_r|) Σ_{x∈D_r} ∇ℓ(x)²``
 (Eq. 11), λ the damping and η the unlearning rate. With a module mask (MAPE-SO, Eq. 10) both
 the Fisher and the forget gradient are computed **only for the selected slices**: the slices
-are the trainable tensors of a :class:`~mape_viz.unlearn.sparse.SparseParams`, and gradients
+are the trainable tensors of a :class:`~mape_viz.unlearning.sparse.SparseParams`, and gradients
 reach them through its zero-valued delta hooks, so no full-size weight gradient is ever
 formed. Time and memory of the per-sample gradients therefore scale with the selection
 (docs/design.md §5).

@@ -4,7 +4,7 @@
 driving set — the forget set for GA/GD/NPO/DPO, the retain set for SA/RT — optionally pairing
 each forget batch with a retain batch (GD; NPO with a retain term). It works on whatever
 tensors it is given: for a masked run those are the slice values of a
-:class:`~mape_viz.unlearn.sparse.SparseParams`, and ``after_step`` writes them into the model.
+:class:`~mape_viz.unlearning.sparse.SparseParams`, and ``after_step`` writes them into the model.
 
 Data arrive as :class:`Source` s, produced afresh for each epoch (so task data can be
 reshuffled per epoch with a seed) and cycled endlessly for the side set (:func:`cycle`).

@@ -53,7 +53,7 @@ MASK = "mask"  # a folder written by mape_viz.mask_io.save_mask
 
 @dataclass
 class UnlearnResult:
-    """What :func:`mape_viz.unlearn.unlearn` returns.
+    """What :func:`mape_viz.unlearning.unlearn` returns.
 
     Attributes:
         model: the unlearned model (a copy; the input model is never modified).

@@ -4,7 +4,7 @@
 ``unlearn`` takes a ``Task`` (its forget / retain sets, or ``Dataset`` s of its rows passed as
 ``forget=`` / ``retain=``, batched by the task's collator and reshuffled each epoch with the
 seed) or a bare model with iterables of batches (used as given: their order and batch size).
-Either way a run reads training :class:`~mape_viz.unlearn.finetune.Source` s and lazily
+Either way a run reads training :class:`~mape_viz.unlearning.finetune.Source` s and lazily
 collated lists for the scoring and Fisher passes, so that a run that does not score never
 collates them. DPO's forget batches carry their "I don't know" twin (``idk_*`` keys).
 """

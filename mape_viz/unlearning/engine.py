@@ -3,18 +3,18 @@
 
 Flow, top to bottom:
 
-1. :func:`~mape_viz.unlearn.run_data.resolve_data` turns a ``Task`` or a model + batches into
-   a :class:`~mape_viz.unlearn.run_data.RunData` and checks the method fits the task kind;
+1. :func:`~mape_viz.unlearning.run_data.resolve_data` turns a ``Task`` or a model + batches into
+   a :class:`~mape_viz.unlearning.run_data.RunData` and checks the method fits the task kind;
 2. the model is deep-copied (the input is never modified);
 3. the module mask is made (:func:`make_mask`): ``full``: none; ``mape``: MAPE scores with
    the method's objective, refined by ``config.refine``; ``sure`` / ``random`` /
    ``magnitude``: baseline scores, not refined. Methods that are not ``maskable`` (``rt``)
    always run full;
-4. the method's **runner** (registered with it in :mod:`~mape_viz.unlearn.methods`) performs
+4. the method's **runner** (registered with it in :mod:`~mape_viz.unlearning.methods`) performs
    the update on the copy and says what changed — the engine does not know which kind of
    method it runs;
 5. the copy is handed back like the input came (same ``requires_grad`` flags, eval mode) in an
-   :class:`~mape_viz.unlearn.result.UnlearnResult` with timings and peak memory.
+   :class:`~mape_viz.unlearning.result.UnlearnResult` with timings and peak memory.
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ def unlearn(task_or_model: Any, method: str, selector: str = "mape", sparsity: f
         ValueError: unknown method/selector, a method that does not fit the task (the message
             lists the methods that do), empty data, sparsity outside [0, 1).
     """
-    if not (isinstance(sparsity, (int, float)) and 0.0 <= float(sparsity) < 1.0):
+    if isinstance(sparsity, bool) or not (isinstance(sparsity, (int, float)) and 0.0 <= float(sparsity) < 1.0):
         raise ValueError(f"sparsity must be in [0, 1), got {sparsity!r}")
     if mask is not None:
         selector = "given"

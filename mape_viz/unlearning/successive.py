@@ -37,7 +37,8 @@ from ..selection import select_modules
 from ..sitemaps import get_sites
 from ..types import ModuleMask, ModuleScores, ModuleTerms
 from .config import UnlearnConfig, as_config
-from .engine import device_of, unlearn
+from .engine import FULL, device_of, unlearn
+from .methods import METHODS
 from .result import UnlearnResult
 from .run_data import is_dataset, is_task, materialise
 from .second_order import fisher_sum, grad_sum, so_update
@@ -94,7 +95,9 @@ def successive(task_or_model: Any, requests: Sequence[Any], method: str,
     if not requests:
         raise ValueError("no requests given")
     task = task_or_model if is_task(task_or_model) else None
-    cfg = as_config(config, task)
+    # The method's presets, as unlearn() would lay them for one request (docs/design.md §5).
+    cfg = as_config(config, task, method=method, selector=selector,
+                    masked=selector != FULL and METHODS.get(method).maskable)
     current = task.model if task is not None else task_or_model
     out = SuccessiveResult(model=current)
     if metrics is not None:
@@ -175,7 +178,7 @@ def successive_so(task_or_model: Any, requests: Sequence[Any],
         raise ValueError(f"successive_so supports selector 'mape' (Eq. 13 + Eq. 9) or 'full', "
                          f"got {selector!r}")
     task = task_or_model if is_task(task_or_model) else None
-    cfg = as_config(config, task)
+    cfg = as_config(config, task, method="so", selector=selector, masked=selector != FULL)
     theta_star = task.model if task is not None else task_or_model
     if not isinstance(theta_star, nn.Module):
         raise TypeError("successive_so takes a Task or a model")

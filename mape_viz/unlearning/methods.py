@@ -8,13 +8,13 @@ applies, and its **runner** — the function that performs the update of one run
 (docs/design.md §5):
 
 - :func:`finetune_runner` (ga, gd, npo, dpo, sa): the method's loss with AdamW on the trained
-  slices of a :class:`~mape_viz.unlearn.sparse.SparseParams` (``finetune.finetune``);
+  slices of a :class:`~mape_viz.unlearning.sparse.SparseParams` (``finetune.finetune``);
 - :func:`so_runner` (so): the closed-form second-order update (``second_order.run_so``);
 - :func:`retrain_runner` (rt): the task's retrained model when the forget set is the task's
   own (the embedded tasks ship the model trained on D_r alone), else retraining on the retain
   set with the fine-tuning runner.
 
-``mape_viz.unlearn.unlearn`` resolves the data, makes the mask and calls
+``mape_viz.unlearning.unlearn`` resolves the data, makes the mask and calls
 ``method.runner(Run(...))``; the runner returns a :class:`RunOutcome`. Adding a method is one
 ``register_method`` call; the CLI, the widgets and the app list it from ``METHODS``.
 """
@@ -340,5 +340,6 @@ register_method(
 register_method(
     "rt", family="retrain", objective=None, drive="retain", needs=("retain",),
     runner=retrain_runner, loss=retain_loss,
-    description="retrain on the retain set (gold standard)",
+    description="retrained reference: the task's model trained on D_r alone when it has one, "
+                "else fine-tuning the current model on D_r (not a retrain from scratch)",
     fields=FINETUNE_FIELDS, main_fields=("lr", "epochs", "batch_size"), maskable=False)
