@@ -23,7 +23,7 @@ def list_selectors(include_full: bool = True) -> list[str]:
 
 
 def list_objectives() -> list[str]:
-    """MAPE scoring objectives (``mlf``, ``mlr``)."""
+    """MAPE scoring objectives (``mlf``, ``mlr``, ``mlf-argmax``: Eq. 17/18 read as written)."""
     return list(OBJECTIVES)
 
 

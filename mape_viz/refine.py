@@ -9,6 +9,14 @@ and swapping ``i ∈ P`` (enters the selection) with ``j ∈ U`` (becomes frozen
 
     Δ(i, j) = g_j − g_i + (v_j − v_i) + ½(F_ii + F_jj) − F_ij,     v = F 1_P.
 
+**Maximising** (objective ``mlf-argmax``, Eq. 17/18 read as written): the same cost is
+maximised instead. The functions take ``maximize=True`` and solve the mirrored problem — minimise
+``−cost``, i.e. ``g → −g``, ``F → −F``, and visit candidates in *ascending* score — so the
+greedy, its pruning bound (which only needs ``|F_ij| ≤ √|F_ii| √|F_jj|``, true for ±a Gram
+matrix) and the exact search are the same code. Costs and swap deltas are always reported in the
+original sign (``layer_cost``), so an improving swap has Δ < 0 when minimising and Δ > 0 when
+maximising.
+
 The Fisher block ``F`` is given in one of three forms (argument ``fisher``):
 
 * ``(n,)``   — its diagonal only (no factor kept: the off-diagonal is zero);
@@ -101,7 +109,8 @@ def _bool1d(x: ArrayLike, n: int, name: str = "frozen") -> np.ndarray:
 #   row(i)            the handle row of module i (to assign into a handle)
 #   cross(hA, hB)     F[A][:, B]
 #   cols(hA, i, j)    (F[A, i], F[A, j])
-#   psd               True when F is known PSD (a Gram matrix): enables the pruning bound
+#   psd               True when F is known to be ± a Gram matrix (|F_ij| ≤ √|F_ii F_jj|):
+#                     enables the pruning bound
 #   start(frozen)     set the frozen set P whose v = F 1_P is tracked
 #   v_at(h)           v[A] for the current P
 #   swap(i, j)        i leaves P, j joins P
@@ -160,7 +169,7 @@ class _DenseFisher:
         self.d = _check_diag(np.diag(F).copy())
         self.n = F.shape[0]
         self._Gt, self._c = Gt, c
-        self.psd = Gt is not None  # a Gram matrix; a user-formed F may not be PSD
+        self.psd = Gt is not None  # ± a Gram matrix; a user-formed F may not be
         self._v = np.zeros(self.n)
 
     def gather(self, idx: np.ndarray) -> np.ndarray:
@@ -252,24 +261,26 @@ class _LowRankFisher:
 _Backend = _DiagFisher | _DenseFisher | _LowRankFisher
 
 
-def _backend(fisher: ArrayLike, n: int, n_fisher: float | None, engine: str = "auto") -> _Backend:
-    """Build the Fisher backend for a layer of ``n`` modules (see the module docstring)."""
+def _backend(fisher: ArrayLike, n: int, n_fisher: float | None, engine: str = "auto",
+             sign: float = 1.0) -> _Backend:
+    """Build the Fisher backend for a layer of ``n`` modules (see the module docstring);
+    ``sign=-1`` gives the backend of ``−F`` (the mirrored problem of a maximisation)."""
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
     shape = tuple(fisher.shape)
     if len(shape) == 1:
         if shape != (n,):
             raise ValueError(f"diagonal fisher must have shape ({n},), got {shape}")
-        return _DiagFisher(_np64(fisher, "fisher"))
+        return _DiagFisher(sign * _np64(fisher, "fisher"))
     if len(shape) != 2 or shape[1] != n:
         raise ValueError(f"fisher must be (n,) diagonal, (n, n) block or (N, n) factor with n={n}, got {shape}")
     if n_fisher is None:
         if shape != (n, n):
             raise ValueError(f"a formed fisher block must be ({n}, {n}); for an (N, n) factor pass n_fisher")
-        return _DenseFisher(_np64(fisher, "fisher"))
+        return _DenseFisher(sign * _np64(fisher, "fisher"))
     if isinstance(n_fisher, bool) or not (isinstance(n_fisher, (int, float, np.integer, np.floating)) and n_fisher > 0):
         raise ValueError(f"n_fisher must be a positive number, got {n_fisher!r}")
-    c = 1.0 / float(n_fisher)
+    c = sign / float(n_fisher)
     Gt = _rows64(fisher)
     if engine == "dense" or (engine == "auto" and n <= DENSE_MAX):
         t = torch.from_numpy(Gt)
@@ -416,7 +427,7 @@ class _Selected:
         # entries are copied from freshly computed products, so it does not drift.
         self.F_UU = be.cross(self.hU, self.hU)
         self.base_U = g[self.U] + 0.5 * be.d[self.U]
-        self.sqrt_d = np.sqrt(np.maximum(be.d, 0.0))
+        self.sqrt_d = np.sqrt(np.abs(be.d))  # |d|: the mirrored problem of a maximisation has d ≤ 0
         self.sqrt_dU = self.sqrt_d[self.U]
 
 
@@ -434,8 +445,8 @@ def _greedy_round(
     """One round of the sequential greedy, evaluated a block of candidates at a time.
 
     Candidates are visited in order; for each block of ``m`` of them, only rows that *can*
-    improve get their ``F[I, U]`` row computed. Cauchy–Schwarz (F is a Gram matrix) gives
-    ``F_ij ≤ √F_ii √F_jj``, hence ``min_j Δ(i, j) ≥ min(aU) − √F_ii · max √dU − b_i``; a row
+    improve get their ``F[I, U]`` row computed. Cauchy–Schwarz (F is ± a Gram matrix) gives
+    ``F_ij ≤ √|F_ii| √|F_jj|``, hence ``min_j Δ(i, j) ≥ min(aU) − √|F_ii| · max √|dU| − b_i``; a row
     whose bound is ≥ −tol/2 cannot swap while the state is unchanged (the ½ leaves a margin far
     above rounding), and every swap re-checks the bound of the rows still ahead. After the
     warm start's first few hundred swaps, ~75–90 % of rows are skipped this way (measured on
@@ -532,6 +543,7 @@ def greedy_swap(
     rounds: int | None = 1,
     engine: str = "auto",
     block: int = 64,
+    maximize: bool = False,
 ) -> LayerResult:
     """Greedy swap refinement of one layer (fast, block-evaluated).
 
@@ -539,7 +551,8 @@ def greedy_swap(
         g: (n,) gradient term.
         fisher: (n,) diagonal, (n, n) block, or (N, n) factor with ``n_fisher``.
         frozen: (n,) bool warm start, True = frozen.
-        score: (n,) importance score; each round visits the frozen modules in descending score.
+        score: (n,) importance score; each round visits the frozen modules in descending score
+            (ascending with ``maximize``).
         n_fisher: sample count of the Fisher mean (factor form only).
         rounds: 1 = the paper's single round; ``None`` = until a round makes no swap
             (capped at :data:`MAX_ROUNDS`, with a warning if hit).
@@ -547,9 +560,12 @@ def greedy_swap(
             ``lowrank`` (the last two only matter for a factor).
         block: candidates per block at the start; it adapts between ``min(16, block)`` (swaps
             frequent) and ``4 × block`` (swaps rare). Affects speed only, never the result.
+        maximize: maximise the layer cost instead (Eq. 18 as written, objective
+            ``mlf-argmax``): a swap is made when it *raises* the cost.
 
     Returns:
-        :class:`LayerResult` (swaps as ``(entered, left, delta, round)``).
+        :class:`LayerResult` (swaps as ``(entered, left, delta, round)``; costs and deltas
+        in the sign of :func:`layer_cost`, so improving deltas are > 0 with ``maximize``).
     """
     g64 = _np64(g, "g").reshape(-1)
     n = g64.shape[0]
@@ -561,10 +577,13 @@ def greedy_swap(
         raise ValueError(f"rounds must be a positive int or None, got {rounds!r}")
     if isinstance(block, bool) or not isinstance(block, (int, np.integer)) or block < 1:
         raise ValueError(f"block must be a positive int, got {block!r}")
+    # maximising = minimising the mirrored problem (module docstring); report in the original sign
+    sign = -1.0 if maximize else 1.0
+    g64, sc = sign * g64, sign * sc
     with one_thread():
-        be = _backend(fisher, n, n_fisher, engine)
+        be = _backend(fisher, n, n_fisher, engine, sign=sign)
         tol = _tolerance(g64, be.d, int(fr.sum()))
-        res = LayerResult(frozen=fr, engine=be.kind, cost_before=be.cost(g64, fr))
+        res = LayerResult(frozen=fr, engine=be.kind, cost_before=sign * be.cost(g64, fr))
         limit = MAX_ROUNDS if rounds is None else int(rounds)
         sel = _Selected(be, g64, fr)
         for rnd in range(limit):
@@ -580,7 +599,9 @@ def greedy_swap(
                     RuntimeWarning,
                     stacklevel=2,
                 )
-        res.cost_after = be.cost(g64, fr)
+        res.cost_after = sign * be.cost(g64, fr)
+    if maximize:
+        res.swaps = [(i, j, -d, r) for i, j, d, r in res.swaps]
     res.meta["tol"] = tol
     return res
 
@@ -590,9 +611,11 @@ def greedy_swap(
 
 
 def exact_frozen(
-    g: ArrayLike, fisher: ArrayLike, n_frozen: int, n_fisher: float | None = None
+    g: ArrayLike, fisher: ArrayLike, n_frozen: int, n_fisher: float | None = None,
+    maximize: bool = False,
 ) -> tuple[np.ndarray, float]:
-    """The frozen set of size ``n_frozen`` with the lowest layer cost, by enumeration.
+    """The frozen set of size ``n_frozen`` with the lowest layer cost (the highest with
+    ``maximize``), by enumeration.
 
     Enumerates all ``C(n, n_frozen)`` subsets (at most :data:`EXACT_MAX_SUBSETS`, else
     ValueError). Ties go to the first subset in ``itertools.combinations`` order.
@@ -615,7 +638,7 @@ def exact_frozen(
     X = np.zeros((total, n))
     np.put_along_axis(X, combos, 1.0, axis=1)
     costs = X @ g64 + 0.5 * np.einsum("si,ij,sj->s", X, F, X)
-    best = int(np.argmin(costs))
+    best = int(np.argmax(costs) if maximize else np.argmin(costs))
     fr = X[best].astype(bool)
     return fr, float(g64[fr].sum() + 0.5 * F[np.ix_(fr, fr)].sum())
 

@@ -7,10 +7,17 @@ by name in ``SELECTORS``, so every front end offers the same list.
 |-----------|----------------------------|------------------------------|
 | ``mlr``   | Σ_{x∈D_f} ∇_m ℓ(x)        | mean_{x∈D_r} (∇_m ℓ(x))²    |
 | ``mlf``   | Σ_{x∈D_r} ∇_m ℓ(x)        | mean_{x∈D_f} (∇_m ℓ(x))²    |
+| ``mlf-argmax`` | as ``mlf``             | as ``mlf``                   |
 
-Higher score = selected for update, for both objectives. Eq. 8's text says modules with higher
-scores are prioritised; Eq. 17/18 are written as an argmax of Σ(1−mᵢ)(gᵢ + ½Fᵢ), which read
-literally keeps the *lowest*-scoring modules. We follow Eq. 8's text for both (docs/design.md §3).
+Higher score = selected for update for ``mlr`` and ``mlf``: Eq. 8's text says modules with
+higher scores are prioritised. Eq. 17/18 are written as an argmax of Σ(1−mᵢ)(gᵢ + ½Fᵢ), which
+read literally keeps the *lowest*-scoring modules; ``mlf-argmax`` is that literal reading
+(``ModuleScores.maximise``: lowest scores selected, the greedy refinement maximises the layer
+cost), so the two can be compared on data (docs/design.md §3).
+
+Selector ``mape+wanda`` scores modules as ``mape``; the engine then keeps, inside the selected
+modules, only the entries with the largest Wanda score |W|·‖X‖ (Appendix B.2,
+:mod:`mape_viz.wanda`).
 """
 
 from __future__ import annotations
@@ -33,7 +40,11 @@ Batches = Iterable[Mapping[str, Any]]
 OBJECTIVES: dict[str, str] = {
     "mlf": "MLF (Eq. 17): g on the retain set, Fisher on the forget set; for GA/GD/NPO/DPO",
     "mlr": "MLR (Eq. 8): g on the forget set, Fisher on the retain set; for second-order (SO)",
+    "mlf-argmax": "MLF as Eq. 17/18 are written (argmax): the mlf scores, but the LOWEST are "
+                  "selected and the refinement maximises the layer cost",
 }
+#: Objectives whose layer cost is maximised (Eq. 17/18 read as written): see ``ModuleScores.maximise``.
+ARGMAX_OBJECTIVES: frozenset[str] = frozenset({"mlf-argmax"})
 
 #: selector name -> function(model, forget, retain, sites, **options) -> ModuleScores
 SELECTORS: Registry[Callable[..., ModuleScores]] = Registry("selector")
@@ -48,9 +59,11 @@ def score_modules(model: nn.Module, forget: Batches, retain: Batches, objective:
         model: a model whose family has a site map (see ``sitemaps.supported_families``).
         forget, retain: iterables of batches (dicts with ``input_ids``, ``attention_mask`` and
             ``labels`` or QA positions). Re-iterable if a selector needs two passes.
-        objective: ``"mlr"`` (Eq. 8, for second-order unlearning) or ``"mlf"`` (Eq. 17, for
-            GA/GD/NPO/DPO). Used by ``mape``; recorded for the others.
-        selector: a name in ``SELECTORS`` (``mape``, ``sure``, ``random``, ``magnitude``).
+        objective: ``"mlr"`` (Eq. 8, for second-order unlearning), ``"mlf"`` (Eq. 17, for
+            GA/GD/NPO/DPO, higher scores selected) or ``"mlf-argmax"`` (Eq. 17/18 as
+            written: lowest selected). Used by ``mape`` / ``mape+wanda``; recorded for the others.
+        selector: a name in ``SELECTORS`` (``mape``, ``mape+wanda``, ``sure``, ``random``,
+            ``magnitude``).
         kind: task kind (``classification``, ``causal_lm``, ``extractive_qa``); inferred from
             the batches when None.
         max_factor: how many per-sample gradient rows of the Fisher set to keep for the
@@ -102,13 +115,28 @@ def _mape(model: nn.Module, forget: Batches, retain: Batches, *, sites: ModelSit
         heads=grad.heads + 0.5 * fisher.heads,
         filters=grad.filters + 0.5 * fisher.filters,
         grad=grad, fisher=fisher, factor=ModuleTerms(**factor), n_fisher=f_stats.count,
-        objective=objective, selector="mape", family=sites.family,
+        objective=objective, maximise=objective in ARGMAX_OBJECTIVES, selector="mape",
+        family=sites.family,
         meta={"n_forget": g_stats.count if objective == "mlr" else f_stats.count,
               "n_retain": f_stats.count if objective == "mlr" else g_stats.count,
               "n_factor": int(factor["heads"].shape[0]),
               "loss_forget": (g_stats if objective == "mlr" else f_stats).loss_sum,
               "loss_retain": (f_stats if objective == "mlr" else g_stats).loss_sum},
     )
+
+
+#: The selector that adds Wanda's entry selection inside the MAPE modules (mape_viz.wanda).
+WANDA_SELECTOR = "mape+wanda"
+
+
+@SELECTORS.register(WANDA_SELECTOR, help="MAPE modules, then inside them only the entries with "
+                    "the largest Wanda score |W|·‖X‖ on the forget set (Appendix B.2)")
+def _mape_wanda(model: nn.Module, forget: Batches, retain: Batches, **kw: Any) -> ModuleScores:
+    # The module scores are MAPE's; the entry-level selection needs the module mask, so the
+    # engine makes it after select_modules (mape_viz.wanda.restrict_to_wanda).
+    scores = _mape(model, forget, retain, **kw)
+    scores.selector = WANDA_SELECTOR
+    return scores
 
 
 @SELECTORS.register("sure", help="SURE: norm of the forget-set parameter gradient per module")

@@ -10,6 +10,10 @@ layer's frozen set P then keeps its size and is refined by the greedy swap of
 (``g`` = ``scores.grad``; without a factor, F_l is the diagonal ``scores.fisher``, and the greedy
 then finds nothing to improve when the scores are ``g + ½F``).
 
+Scores with ``maximise=True`` (objective ``mlf-argmax``: Eq. 17/18 read as written, an argmax of
+Σ(1−mᵢ)(gᵢ + ½Fᵢ)) mirror all of this: the warm start keeps the *lowest* scores and the
+refinement maximises the same layer cost (docs/design.md §4).
+
 Public API: :func:`select_modules`, :func:`warm_start`, :func:`n_to_select`, and, re-exported
 from :mod:`mape_viz.refine` for tests and figures, :func:`layer_cost` and :func:`swap_delta`.
 """
@@ -143,7 +147,8 @@ def _check_granularity(granularity: Any) -> tuple[str, ...]:
 
 
 def warm_start(scores: ModuleScores, sparsity: float = 0.9, granularity: str = "both") -> ModuleTerms:
-    """The global top-k selection (Eq. 8): per kind, the ``⌈(1−S)·L·n⌉`` highest scores.
+    """The global top-k selection (Eq. 8): per kind, the ``⌈(1−S)·L·n⌉`` highest scores
+    (lowest when ``scores.maximise``: Eq. 17 as written).
 
     Ties are broken by flat index (layer-major): the lower index is selected first.
 
@@ -164,7 +169,8 @@ def _warm_start(scores: ModuleScores, sparsity: float, kinds: tuple[str, ...]) -
         mask = np.zeros(sc.numel(), dtype=bool)
         if kind in kinds:
             flat = sc.detach().to(device="cpu", dtype=torch.float64).reshape(-1).numpy()
-            top = np.argsort(-flat, kind="stable")[: n_to_select(flat.size, sparsity)]
+            key = flat if scores.maximise else -flat
+            top = np.argsort(key, kind="stable")[: n_to_select(flat.size, sparsity)]
             mask[top] = True
         out[kind] = torch.from_numpy(mask.reshape(tuple(sc.shape)))
     return ModuleTerms(**out)
@@ -194,7 +200,8 @@ def select_modules(
     Returns:
         :class:`ModuleMask`: bool ``heads``/``filters`` (True = selected, exactly
         ``⌈(1−S)·n⌉`` per included kind), ``warm_start``, every swap in order, per-kind (L,)
-        float64 ``cost_before``/``cost_after`` (0 for an excluded kind), and ``meta``.
+        float64 ``cost_before``/``cost_after`` (0 for an excluded kind; minimised, or maximised
+        when ``scores.maximise`` — ``meta["maximise"]`` says which), and ``meta``.
         Replaying ``swaps`` in order on ``warm_start`` reproduces the final masks, each step
         changing its layer's cost by the recorded ``delta`` (also for ``"exact"``, whose
         difference from the warm start is recorded as pairwise swaps).
@@ -252,6 +259,7 @@ def _select(scores: ModuleScores, sparsity: Any, granularity: Any, refine: Any, 
         "shapes": {k: list(shapes[k]) for k in MODULE_KINDS},
         "sparsity": s,
         "objective": scores.objective,
+        "maximise": bool(scores.maximise),
         "selector": scores.selector,
         "granularity": granularity,
         "refine": refine,
@@ -293,7 +301,8 @@ def _refine_layer(scores: ModuleScores, kind: str, l: int, selected: np.ndarray,
         c = layer_cost(g, fisher, frozen, n_fisher)
         return {"frozen": frozen, "cost_before": c, "cost_after": c, "rounds": 0, "swaps": []}
     one_round = refine == "greedy" or (refine == "exact" and kind == "heads")
-    res = greedy_swap(g, fisher, frozen, scores[kind][l], n_fisher=n_fisher, rounds=1 if one_round else None)
+    res = greedy_swap(g, fisher, frozen, scores[kind][l], n_fisher=n_fisher,
+                      rounds=1 if one_round else None, maximize=scores.maximise)
     out = {
         "frozen": res.frozen,
         "cost_before": res.cost_before,
@@ -302,10 +311,11 @@ def _refine_layer(scores: ModuleScores, kind: str, l: int, selected: np.ndarray,
         "swaps": res.swaps,
     }
     if refine == "exact" and kind == "heads":
-        best, _ = exact_frozen(g, fisher, int(frozen.sum()), n_fisher)
+        best, _ = exact_frozen(g, fisher, int(frozen.sum()), n_fisher, maximize=scores.maximise)
         exact_cost = layer_cost(g, fisher, best, n_fisher)
-        # The enumeration minimises this same cost, so a negative difference is rounding only.
-        out["gap"] = max(0.0, res.cost_after - exact_cost)
+        # The enumeration optimises this same cost, so a negative gap is rounding only.
+        gap = exact_cost - res.cost_after if scores.maximise else res.cost_after - exact_cost
+        out["gap"] = max(0.0, gap)
         out["frozen"] = best
         out["cost_after"] = exact_cost
         out["swaps"] = swaps_between(g, fisher, frozen, best, n_fisher)

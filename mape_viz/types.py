@@ -30,7 +30,7 @@ class ModuleTerms:
 
 @dataclass
 class ModuleScores:
-    """Per-module importance scores (higher = selected for update).
+    """Per-module importance scores (higher = selected for update; lower when ``maximise``).
 
     Attributes:
         heads: (L, H) score of each attention head.
@@ -43,7 +43,11 @@ class ModuleScores:
             that have no Fisher (refinement then falls back to the diagonal).
         n_fisher: the number of samples the Fisher mean is over (the factor may keep
             fewer rows than that when it was capped).
-        objective: ``"mlr"`` or ``"mlf"`` for MAPE, else ``None``.
+        objective: the objective passed to scoring (``"mlr"``, ``"mlf"``, ``"mlf-argmax"``);
+            only MAPE's scores depend on it, the other selectors record it.
+        maximise: the layer objective is *maximised* (objective ``mlf-argmax``: Eq. 17/18
+            read as written, an argmax of Σ(1−mᵢ)(gᵢ + ½Fᵢ)): selection keeps the lowest
+            scores and the refinement raises the layer cost (docs/design.md §3–§4).
         selector: the registry name of the selector that made these scores.
         family: the site-map family of the model (e.g. ``"bert"``).
         meta: free-form extra information (sample counts, seed, timings).
@@ -56,6 +60,7 @@ class ModuleScores:
     factor: ModuleTerms | None = None
     n_fisher: int = 0
     objective: str | None = None
+    maximise: bool = False
     selector: str = "mape"
     family: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
@@ -95,8 +100,15 @@ class ModuleMask:
         filters: (L, F) bool.
         warm_start: the global top-k selection before refinement (same shapes).
         swaps: every swap the refinement made, in order.
-        cost_before: per kind, (L,) layer cost of the warm start (Eq. 9, minimised).
+        cost_before: per kind, (L,) layer cost of the warm start (Eq. 9; minimised, or
+            maximised when the scores' ``maximise`` is set — ``meta["maximise"]``).
         cost_after: per kind, (L,) layer cost after refinement.
+        entries: the parameter-level selection inside the selected modules (selector
+            ``mape+wanda``, Appendix B.2), or None (every entry of a selected slice is
+            trained). ``{parameter name: bool tensor}``, each shaped like that parameter's
+            *slab* — ``param.index_select(dim, index)`` with the sorted unit indices of
+            :func:`mape_viz.unlearning.sparse.slice_specs` — True = the entry is trained. A
+            sliced parameter missing from the dict trains its whole slab.
         meta: family, shapes, sparsity, objective, selector, granularity, refine, seed,
             and for ``refine="exact"`` the per-layer optimality gap of the greedy.
     """
@@ -107,6 +119,7 @@ class ModuleMask:
     swaps: list[SwapRecord] = field(default_factory=list)
     cost_before: dict[str, torch.Tensor] = field(default_factory=dict)
     cost_after: dict[str, torch.Tensor] = field(default_factory=dict)
+    entries: dict[str, torch.Tensor] | None = None
     meta: dict[str, Any] = field(default_factory=dict)
 
     def __getitem__(self, kind: str) -> torch.Tensor:

@@ -276,6 +276,25 @@ def test_scores_equal_independent_recomputation(objective, fam):
         torch.testing.assert_close((fac.double() ** 2).sum(0) / s.n_fisher, F[k], rtol=1e-5, atol=1e-10)
 
 
+def test_mlf_argmax_and_mape_wanda_score_like_mlf_and_mape():
+    """``mlf-argmax`` has MLF's terms and only flips the selection direction; ``mape+wanda``
+    scores modules exactly like ``mape`` (its entry selection comes after)."""
+    model = make_model("llama")
+    forget = [make_batch("causal_lm", bsz=3, seed=10)]
+    retain = [make_batch("causal_lm", bsz=4, seed=20)]
+    mlf = score_modules(model, forget, retain, objective="mlf")
+    arg = score_modules(model, forget, retain, objective="mlf-argmax")
+    wan = score_modules(model, forget, retain, objective="mlf", selector="mape+wanda")
+    assert not mlf.maximise and arg.maximise and not wan.maximise
+    assert (arg.objective, wan.selector) == ("mlf-argmax", "mape+wanda")
+    for other in (arg, wan):
+        for k in ("heads", "filters"):
+            assert torch.equal(other[k], mlf[k]) and torch.equal(other.factor[k], mlf.factor[k])
+            assert torch.equal(other.grad[k], mlf.grad[k]) and torch.equal(other.fisher[k], mlf.fisher[k])
+    # baselines record the objective but keep "higher = selected"
+    assert not score_modules(model, forget, retain, objective="mlf-argmax", selector="random").maximise
+
+
 def test_factor_cap_keeps_fisher_scale():
     model = make_model("bert")
     retain = [make_batch("classification", bsz=4, seed=s) for s in range(3)]

@@ -401,6 +401,155 @@ def test_diagonal_fallback_without_factor():
 
 
 # ----------------------------------------------------------------------------------------------
+# mlf-argmax: Eq. 17/18 read as written (argmax of Σ(1−mᵢ)(gᵢ + ½Fᵢ)), checked by brute force
+
+
+def literal_objective(g: np.ndarray, F: np.ndarray, m: np.ndarray) -> float:
+    """Σ(1−mᵢ)gᵢ + ½(1−m)ᵀF(1−m), written from the mask m (1 = selected) as in Eq. 18."""
+    u = 1.0 - m.astype(np.float64)
+    return float(u @ g + 0.5 * u @ F @ u)
+
+
+def argmax_scores(**kw) -> ModuleScores:
+    sc = make_scores(**kw)
+    sc.objective, sc.maximise = "mlf-argmax", True
+    return sc
+
+
+def naive_greedy_max(g, F, frozen, score, rounds=1):
+    """The textbook greedy for the maximisation, written without the mirror: frozen modules in
+    ascending score, each swapped with the selected module that raises the objective most."""
+    fr = frozen.copy()
+    swaps = []
+    for rnd in range(rounds):
+        made = 0
+        P0 = np.flatnonzero(fr)
+        for i in P0[np.argsort(score[P0], kind="stable")]:
+            base = literal_objective(g, F, ~fr)
+            best, best_j = 0.0, None
+            for j in np.flatnonzero(~fr):
+                t = fr.copy()
+                t[i], t[j] = False, True
+                gain = literal_objective(g, F, ~t) - base
+                if gain > best + 1e-9:
+                    best, best_j = gain, int(j)
+            if best_j is not None:
+                fr[i], fr[best_j] = False, True
+                swaps.append((int(i), best_j, rnd))
+                made += 1
+        if not made:
+            break
+    return fr, swaps
+
+
+def test_argmax_warm_start_selects_the_lowest_scores():
+    sc = argmax_scores(L=3, H=4, F=8)
+    w = warm_start(sc, sparsity=0.5)
+    for kind in MODULE_KINDS:
+        flat, sel = sc[kind].reshape(-1), w[kind].reshape(-1)
+        assert int(sel.sum()) == n_to_select(flat.numel(), 0.5)
+        assert flat[sel].max() <= flat[~sel].min()
+    # the same scores read as mlf select the complement (no ties in random scores, even split)
+    sc.maximise = False
+    w_mlf = warm_start(sc, sparsity=0.5)
+    assert torch.equal(w_mlf.heads, ~w.heads) and torch.equal(w_mlf.filters, ~w.filters)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_argmax_exact_is_the_brute_force_maximum_of_eq18(seed):
+    """Every mask of each tiny layer is enumerated; refine='exact' must reach the largest
+    value of the literal objective, the greedy never lowers it, and its gap is exact − greedy."""
+    sc = argmax_scores(L=2, H=7, F=9, N=5, seed=seed)
+    S = 0.6
+    ex = select_modules(sc, S, refine="exact")
+    gr = select_modules(sc, S, refine="greedy")
+    assert ex.meta["maximise"] and gr.meta["maximise"]
+    for kind, n in (("heads", 7), ("filters", 9)):
+        for l in range(2):
+            g, F = layer_g(sc, kind, l), block_F(sc, kind, l)
+            k = int(ex.warm_start[kind][l].sum())
+            values = [literal_objective(g, F, np.isin(np.arange(n), c)) for c in itertools.combinations(range(n), k)]
+            tol = 1e-9 * scale_of(g, F)
+            warm = literal_objective(g, F, ex.warm_start[kind][l].numpy())
+            greedy = literal_objective(g, F, gr[kind][l].numpy())
+            assert gr.cost_before[kind][l].item() == pytest.approx(warm, abs=tol)
+            assert gr.cost_after[kind][l].item() == pytest.approx(greedy, abs=tol)
+            assert warm - tol <= greedy <= max(values) + tol
+            if kind == "heads":
+                assert literal_objective(g, F, ex.heads[l].numpy()) == pytest.approx(max(values), abs=tol)
+                assert ex.meta["exact_gap"]["heads"][l] == pytest.approx(max(values) - greedy, abs=tol)
+    assert gr.swaps, "the greedy should improve on the warm start somewhere: a non-trivial problem"
+
+
+@pytest.mark.parametrize("n,N,frac,rounds", [(6, 4, 0.5, 1), (12, 8, 0.75, 1), (25, 6, 0.8, 1), (25, 30, 0.6, None)])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_argmax_greedy_equals_textbook_maximising_greedy(n, N, frac, rounds, seed):
+    g, G, frozen, score = random_layer(n, N, frac, seed)
+    frozen = np.zeros(n, bool)  # warm start of the argmax: freeze the highest scores
+    frozen[np.argsort(score, kind="stable")[round((1 - frac) * n):]] = True
+    F = G.T @ G / N
+    fr_naive, swaps_naive = naive_greedy_max(g, F, frozen, score, rounds=1 if rounds == 1 else 50)
+    for engine in ("dense", "lowrank"):
+        res = R.greedy_swap(g, G, frozen, score, n_fisher=N, rounds=rounds, engine=engine, block=2, maximize=True)
+        assert [(i, j, r) for i, j, _, r in res.swaps] == swaps_naive
+        assert np.array_equal(res.frozen, fr_naive)
+        assert all(d > 0 for _, _, d, _ in res.swaps)  # deltas in the objective's own sign
+        assert res.cost_after == pytest.approx(literal_objective(g, F, ~fr_naive), rel=1e-12)
+    res = R.greedy_swap(g, F, frozen, score, rounds=rounds, maximize=True)  # formed F
+    assert [(i, j, r) for i, j, _, r in res.swaps] == swaps_naive
+
+
+def test_argmax_swaps_replay_and_converge_leaves_no_improving_swap():
+    sc = argmax_scores(L=2, H=8, F=30, N=12, seed=3)
+    m = select_modules(sc, 0.6, refine="converge")
+    assert m.swaps
+    frozen = {k: (~m.warm_start[k]).numpy().copy() for k in MODULE_KINDS}
+    for s in m.swaps:  # each Δ is the change of the literal objective, and positive
+        g, F = layer_g(sc, s.kind, s.layer), block_F(sc, s.kind, s.layer)
+        fr = frozen[s.kind][s.layer]
+        before = literal_objective(g, F, ~fr)
+        fr[s.entered], fr[s.left] = False, True
+        assert s.delta == pytest.approx(literal_objective(g, F, ~fr) - before, abs=1e-9 * scale_of(g, F))
+        assert s.delta > 0
+    for kind in MODULE_KINDS:
+        assert np.array_equal(~frozen[kind], m[kind].numpy())
+        for l in range(2):
+            g, F = layer_g(sc, kind, l), block_F(sc, kind, l)
+            sel = m[kind][l].numpy()
+            base = literal_objective(g, F, sel)
+            for i in np.flatnonzero(~sel):
+                for j in np.flatnonzero(sel):
+                    t = sel.copy()
+                    t[i], t[j] = True, False
+                    assert literal_objective(g, F, t) - base <= 1e-9 * scale_of(g, F)
+
+
+def test_argmax_diagonal_warm_start_is_already_optimal():
+    # without a factor the literal objective is Σ_{frozen}(g + ½F): freezing the highest scores
+    # (the argmax warm start) is its maximum, so no swap can help
+    sc = argmax_scores(L=3, H=6, F=30, factor=False)
+    m = select_modules(sc, 0.8, refine="converge")
+    assert m.swaps == []
+    assert bool((m.cost_after["heads"] == m.cost_before["heads"]).all())
+
+
+def test_mlf_still_selects_the_highest_and_minimises():
+    """``maximise=False`` (mlr, mlf) is the minimising greedy as before: the existing textbook
+    comparison, on the same layer the argmax test maximises."""
+    g, G, frozen, score = random_layer(25, 6, 0.8, seed=0)
+    F = G.T @ G / 6
+    fr_naive, swaps_naive = naive_greedy(g, F, frozen, score)
+    res = R.greedy_swap(g, G, frozen, score, n_fisher=6)
+    assert [(i, j, r) for i, j, _, r in res.swaps] == swaps_naive and swaps_naive
+    sc = make_scores(L=2, H=6, F=20, seed=5)
+    sc.objective = "mlf"
+    m = select_modules(sc, 0.5, refine="greedy")
+    assert not m.meta["maximise"]
+    assert bool((m.cost_after["filters"] <= m.cost_before["filters"] + 1e-9).all())
+    replay(m, sc)
+
+
+# ----------------------------------------------------------------------------------------------
 # options and bad input
 
 

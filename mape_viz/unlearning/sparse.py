@@ -19,6 +19,13 @@ optimizer does (weight decay, momentum), which masking gradients alone would not
 Parameters that are trained whole (the classifier head with ``include_head=True``; every
 parameter for an unmasked run) are the model's own ``nn.Parameter`` with ``requires_grad``.
 
+Entry masks (selector ``mape+wanda``, :mod:`mape_viz.wanda`): when ``mask.entries`` names a
+parameter, only the True entries of its slab are trained. Their gradient is masked by a hook on
+``values[i]`` (so gradient clipping and the AdamW moments see only them), and :meth:`sync_`
+writes ``where(entry, value, current)`` — the other entries of the slab are rewritten with
+their own bits and reset in ``values`` too, so AdamW's decoupled weight decay cannot move them
+either.
+
 Layouts handled (x: (..., in), y: (..., out)):
 
 =============================  =====================  ==========================================
@@ -152,6 +159,20 @@ def slice_specs(model: nn.Module, mask: ModuleMask, sites: ModelSites | None = N
     return specs
 
 
+def _entry_mask(mask: ModuleMask | None, spec: SliceSpec, value: torch.Tensor) -> torch.Tensor | None:
+    """``mask.entries[spec.name]`` checked against the slab ``value`` (bool, same shape), on its
+    device; None when the mask has no entry mask for this parameter."""
+    entries = getattr(mask, "entries", None) if mask is not None else None
+    if not entries or spec.name not in entries:
+        return None
+    e = entries[spec.name]
+    if not isinstance(e, torch.Tensor) or e.dtype != torch.bool or tuple(e.shape) != tuple(value.shape):
+        raise ValueError(f"mask.entries[{spec.name!r}] must be a bool tensor shaped like the "
+                         f"selected slab {tuple(value.shape)}, got "
+                         f"{getattr(e, 'dtype', type(e).__name__)} {tuple(getattr(e, 'shape', ()))}")
+    return e.to(value.device)
+
+
 def _out_part(spec: SliceSpec, x: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
     """(..., k) contribution of an output-side slab Δ to the selected output features."""
     if spec.attr == "bias":
@@ -206,6 +227,8 @@ class SparseParams:
     Attributes:
         specs: the :class:`SliceSpec` of every sliced parameter.
         values: one trainable tensor per spec, the selected slab of the parameter.
+        entries: one bool tensor like ``values[i]`` per spec (True = trained; from
+            ``mask.entries``), or None where the whole slab is trained.
         whole: ``{name: parameter}`` trained whole.
         by_module: ``{layer: [spec indices]}`` — the layers that own selected slices (one
             delta hook each).
@@ -230,6 +253,14 @@ class SparseParams:
         self.values: list[torch.Tensor] = [
             s.param.detach().index_select(s.dim, s.index).clone().requires_grad_(True)
             for s in self.specs]
+        self.entries: list[torch.Tensor | None] = [
+            _entry_mask(mask, s, v) for s, v in zip(self.specs, self.values)]
+        extra = sorted(set(getattr(mask, "entries", None) or {}) - {s.name for s in self.specs})
+        if extra:
+            raise ValueError(f"mask.entries names parameters without a selected slice: {extra}")
+        for v, e in zip(self.values, self.entries):
+            if e is not None:
+                v.register_hook(lambda g, e=e: g * e.to(g.dtype))
         self._deltas: list[torch.Tensor] | None = None
         self.by_module: dict[nn.Module, list[int]] = {}
         for i, s in enumerate(self.specs):
@@ -242,14 +273,20 @@ class SparseParams:
         return list(self.values) + list(self.whole.values())
 
     def n_trainable(self) -> int:
-        return sum(t.numel() for t in self.trainable())
+        """Entries the run may change (an entry mask counts its True entries only)."""
+        return (sum(int(e.sum()) if e is not None else v.numel()
+                    for v, e in zip(self.values, self.entries))
+                + sum(p.numel() for p in self.whole.values()))
 
     def param_masks(self) -> dict[str, torch.Tensor]:
         """``{name: bool tensor like the parameter}``, True where the entry may change."""
         out = {}
-        for s in self.specs:
+        for s, e in zip(self.specs, self.entries):
             m = torch.zeros_like(s.param, dtype=torch.bool)
-            m.index_fill_(s.dim, s.index, True)
+            if e is None:
+                m.index_fill_(s.dim, s.index, True)
+            else:
+                m.index_copy_(s.dim, s.index, e)
             out[s.name] = m
         for n, p in self.whole.items():
             out[n] = torch.ones_like(p, dtype=torch.bool)
@@ -298,8 +335,12 @@ class SparseParams:
 
     @torch.no_grad()
     def sync_(self) -> None:
-        """Write ``values`` into the model's parameters (only the selected slices)."""
-        for s, v in zip(self.specs, self.values):
+        """Write ``values`` into the model's parameters (only the selected slices; with an
+        entry mask only its True entries, the others are reset in ``values``)."""
+        for s, v, e in zip(self.specs, self.values, self.entries):
+            if e is not None:
+                current = s.param.detach().index_select(s.dim, s.index)
+                v.copy_(torch.where(e, v, current.to(v.dtype)))
             s.param.data.index_copy_(s.dim, s.index, v.detach().to(s.param.dtype))
 
     @torch.no_grad()
