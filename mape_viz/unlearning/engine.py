@@ -29,10 +29,11 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import nn
 
-from ..scores import SELECTORS, score_modules
+from ..scores import SELECTORS, WANDA_SELECTOR, score_modules
 from ..selection import select_modules
 from ..sitemaps import get_sites
 from ..types import ModuleMask, ModuleScores
+from ..wanda import WANDA_SPARSITY, restrict_to_wanda
 from .config import UnlearnConfig, as_config
 from .finetune import Callback
 from .methods import METHODS, Run
@@ -52,15 +53,24 @@ def selector_names() -> list[str]:
 def make_mask(model: nn.Module, data: RunData, objective: str, selector: str, sparsity: float,
               cfg: UnlearnConfig, seed: int = 0, progress: bool = False
               ) -> tuple[ModuleScores, ModuleMask]:
-    """Score modules with ``selector`` (MAPE: the method's objective) and select the top
-    ``1 − sparsity`` per kind; MAPE masks are refined by ``cfg.refine``."""
+    """Score modules with ``selector`` (MAPE: ``cfg.objective`` when the config sets one, else
+    the method's objective) and select the top ``1 − sparsity`` per kind (the lowest for
+    ``mlf-argmax``); MAPE masks are refined by ``cfg.refine``. ``mape+wanda`` then keeps,
+    inside the selected modules, the entries with the largest Wanda score on the forget set
+    at ``cfg.wanda_sparsity`` (:mod:`mape_viz.wanda`; the paper's 0.9 when the config has no
+    such field)."""
     if data.score_retain is None:
         raise ValueError("scoring needs a retain set: pass retain=")
+    objective = getattr(cfg, "objective", None) or objective
     scores = score_modules(model, data.score_forget(), data.score_retain(), objective=objective,
                            selector=selector, kind=data.kind, seed=seed, progress=progress)
-    refine = cfg.refine if selector == "mape" and cfg.refine not in (None, "none") else None
+    mape = selector in ("mape", WANDA_SELECTOR)
+    refine = cfg.refine if mape and cfg.refine not in (None, "none") else None
     mask = select_modules(scores, sparsity=sparsity, granularity=cfg.granularity,
                           refine=refine, seed=seed)
+    if selector == WANDA_SELECTOR:
+        mask = restrict_to_wanda(model, mask, data.score_forget(),
+                                 getattr(cfg, "wanda_sparsity", WANDA_SPARSITY), progress)
     return scores, mask
 
 
