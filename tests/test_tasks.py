@@ -280,9 +280,9 @@ def test_missing_local_split_and_columns(tmp_path):
                                                              orient="records", lines=True)
     with pytest.raises(KeyError, match="validation"):
         load_task("glue/sst2", data_files=folder, finetune=False)
-    with pytest.raises(ValueError, match="is one file; give a folder"):
+    with pytest.raises(KeyError, match="train.jsonl has no validation split: it has train"):
         load_task("glue/sst2", data_files=folder / "train.jsonl", finetune=False)
-    with pytest.raises(FileNotFoundError, match="data folder not found"):
+    with pytest.raises(FileNotFoundError, match="data not found"):
         load_task("glue/sst2", data_files=tmp_path / "nowhere", finetune=False)
     with pytest.raises(ValueError, match="must all be one of"):
         load_task("glue/sst2", data_files={"train": str(folder / "train.jsonl"),

@@ -16,7 +16,7 @@ from transformers import BertConfig, BertModel
 
 from mape_viz.metrics.evaluate import generate_answers
 from mape_viz.metrics.tofu import rouge_l_recall
-from mape_viz.tasks import TrainConfig, load_task, real, tiny_fit
+from mape_viz.tasks import TrainConfig, finetune_base, load_task, tiny_fit
 from mape_viz.tasks.tokenizer import build_word_tokenizer
 from mape_viz.tasks.train import torch_threads
 
@@ -55,7 +55,7 @@ def no_training(monkeypatch):
         raise AssertionError("trained although the model is cached")
 
     monkeypatch.setattr(tiny_fit, "train_model", refuse)
-    monkeypatch.setattr(real, "train_model", refuse)
+    monkeypatch.setattr(finetune_base, "train_model", refuse)
 
 
 def _report(task) -> None:
@@ -195,6 +195,6 @@ def test_real_finetune_is_cached_and_deterministic(task_cache, tmp_path, monkeyp
     for a, b in zip(task.model.state_dict().values(), twin.model.state_dict().values()):
         assert torch.equal(a, b)
     # and a second call loads from the cache
-    monkeypatch.setattr(real, "train_model", lambda *a, **k: pytest.fail("retrained"))
+    monkeypatch.setattr(finetune_base, "train_model", lambda *a, **k: pytest.fail("retrained"))
     again = load_task("glue/sst2", **kwargs)
     assert all(info["cached"] for info in again.meta["models"].values())

@@ -8,7 +8,7 @@ data folders: ``load_local_task(model_path, data_path)``. Variants of a task (ot
 split hidden from evaluation): ``task.replace(...)``.
 """
 
-from . import real, real_lm, tiny_tofu, toy_sentiment  # noqa: F401  (register the tasks)
+from . import generic, real, real_lm, tiny_tofu, toy_sentiment  # noqa: F401  (register the tasks)
 from .base import SPLIT_NAMES, TASK_KINDS, TASKS, Task, coerce_dataclass, load_task
 from .cache import cache_root
 from .collate import (

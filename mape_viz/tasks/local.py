@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from datasets import Dataset, load_dataset, load_from_disk
+from datasets import Dataset, load_from_disk
 from torch import nn
 from transformers import (AutoConfig, AutoModelForCausalLM, AutoModelForQuestionAnswering,
                           AutoModelForSequenceClassification, AutoTokenizer,
@@ -22,13 +22,13 @@ from transformers import (AutoConfig, AutoModelForCausalLM, AutoModelForQuestion
 
 from .base import SPLIT_NAMES, Collate, Task
 from .collate import CausalLMCollator, ClassificationCollator, ExtractiveQACollator
-from .hub import EXTENSIONS
+from .readers import FORMATS, read_file
 
 __all__ = ["ARCH_KINDS", "DATA_SUFFIXES", "SPLIT_NAMES", "collator_for", "kind_of_model",
            "load_data_folder", "load_local_task", "load_model_folder"]
 
 #: File suffixes read for a split file (``forget.jsonl`` ...), in order of preference.
-DATA_SUFFIXES = tuple(f".{ext}" for ext in EXTENSIONS)
+DATA_SUFFIXES = tuple(f".{ext}" for ext in FORMATS)
 
 #: Architecture-name suffix -> task kind.
 ARCH_KINDS = (("ForSequenceClassification", "classification"),
@@ -83,15 +83,15 @@ def load_model_folder(path: str | Path, kind: str | None = None
 
 
 def _load_split(path: Path) -> Dataset:
-    return load_dataset(EXTENSIONS[path.suffix[1:]], data_files=str(path), split="train")
+    return read_file(path)
 
 
 def load_data_folder(path: str | Path) -> dict[str, Dataset | None]:
     """``{"forget", "retain", "test"}`` datasets from a folder (``test`` may be ``None``).
 
     Either a ``DatasetDict.save_to_disk`` folder with those splits, or files
-    ``forget.jsonl`` / ``retain.jsonl`` / ``test.jsonl`` (``.json``, ``.csv``, ``.parquet``
-    also read). ``forget`` and ``retain`` are required.
+    ``forget.jsonl`` / ``retain.jsonl`` / ``test.jsonl`` (``.json``, ``.tsv``, ``.csv``,
+    ``.parquet`` also read). ``forget`` and ``retain`` are required.
     """
     path = Path(path)
     if not path.is_dir():

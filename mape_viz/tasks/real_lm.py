@@ -1,23 +1,28 @@
-"""Real generative tasks: TOFU (causal LM QA) and WMDP / MMLU (multiple choice).
+"""Real generative tasks: TOFU (causal LM QA) and WMDP / MMLU (multiple choice)
+(docs/design.md §7).
 
 The model is used as given (TOFU's fine-tuned Llama-2, Zephyr for WMDP / MMLU): no
-fine-tuning, no gold model. Data by hub name or local files (``data_files=``, see ``hub``).
+fine-tuning, no gold model. Data by hub name or local files (``data_files=``, read by
+:mod:`mape_viz.tasks.readers`). ``tofu`` is a preset of the generic ``causal-lm-qa``
+(:func:`mape_viz.tasks.generic.qa_task`) with TOFU's configs and extras.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 from typing import Any
 
 from datasets import Dataset, concatenate_datasets
 from transformers import AutoModelForCausalLM
 
 from .base import TASKS, Task
-from .collate import LETTERS, CausalLMCollator, MultipleChoiceCollator
-from .hub import DataFiles, load_pretrained, open_split
+from .collate import LETTERS, MultipleChoiceCollator
+from .forget_spec import ForgetOption, plan_forget
+from .generic import qa_task
+from .hub import load_pretrained
+from .readers import DataFiles, open_split
 from .real import SPECS, local_files_hint, prepare_split
-from .splits import resolve_forget, split_train
+from .splits import split_train
 from .tofu_data import idk_rows
 
 TOFU_RETAIN = {"forget01": "retain99", "forget05": "retain95", "forget10": "retain90"}
@@ -69,13 +74,9 @@ def tofu(split: str = "forget05", model: str | None = None,
                for k in ("world_facts", "real_authors") if k in extras]
     test = concatenate_datasets(utility) if utility else \
         Dataset.from_dict({"question": [], "answer": []})
-    net, tok = load_pretrained(AutoModelForCausalLM, str(model or spec.model))
-    return Task(name="tofu", kind="causal_lm", model=net, tokenizer=tok, forget=forget_ds,
-                retain=retain_ds, test=test,
-                collate=CausalLMCollator(tok, prompt_template=prompt_template,
-                                         max_length=max_length),
-                extras=extras, meta={"options": {"split": split, "model": str(model or spec.model)},
-                                     "prompt_template": prompt_template})
+    return qa_task(forget_ds, retain_ds, test, str(model or spec.model), name="tofu",
+                   prompt_template=prompt_template, max_length=max_length, extras=extras,
+                   meta={"options": {"split": split, "model": str(model or spec.model)}})
 
 
 def _corpus(source: str | os.PathLike | tuple[str, str], hint: str) -> Dataset:
@@ -90,7 +91,7 @@ def _corpus(source: str | os.PathLike | tuple[str, str], hint: str) -> Dataset:
 
 
 def _multiple_choice(name: str, config: str, model: str | None, data_files: DataFiles | None,
-                     forget: str | int | Sequence[int], seed: int, n_forget: int,
+                     forget: ForgetOption, seed: int, n_forget: int,
                      forget_corpus: Any, retain_corpus: Any, max_test: int | None,
                      max_length: int) -> Task:
     spec = SPECS[name]
@@ -100,7 +101,8 @@ def _multiple_choice(name: str, config: str, model: str | None, data_files: Data
     if forget_corpus is not None:
         forget_ds, retain_ds = _corpus(forget_corpus, hint), test_ds
     else:
-        forget_ds, retain_ds = split_train(test_ds, resolve_forget(test_ds, forget, seed, n_forget))
+        forget_ds, retain_ds = split_train(test_ds,
+                                           plan_forget(test_ds, forget, seed, n_forget).positions)
     if retain_corpus is not None:
         retain_ds = _corpus(retain_corpus, hint)
     net, tok = load_pretrained(AutoModelForCausalLM, str(model or spec.model))
@@ -116,7 +118,7 @@ def _multiple_choice(name: str, config: str, model: str | None, data_files: Data
 
 @TASKS.register("wmdp", help="WMDP multiple choice (bio/cyber/chem), hub or local files")
 def wmdp(subset: str = "wmdp-bio", model: str | None = None,
-         data_files: DataFiles | None = None, forget: str | int | Sequence[int] = "random",
+         data_files: DataFiles | None = None, forget: ForgetOption = "random",
          seed: int = 42, n_forget: int = 128,
          forget_corpus: str | os.PathLike | tuple[str, str] | None = None,
          retain_corpus: str | os.PathLike | tuple[str, str] | None = None,
@@ -135,7 +137,7 @@ def wmdp(subset: str = "wmdp-bio", model: str | None = None,
 
 @TASKS.register("mmlu", help="MMLU multiple choice (model fidelity), hub or local files")
 def mmlu(subject: str = "all", model: str | None = None, data_files: DataFiles | None = None,
-         forget: str | int | Sequence[int] = "random", seed: int = 42, n_forget: int = 128,
+         forget: ForgetOption = "random", seed: int = 42, n_forget: int = 128,
          max_test: int | None = None, max_length: int = 512) -> Task:
     """MMLU: ``test`` = the ``subject`` test questions (zero-shot accuracy = fidelity);
     forget / retain split them (``n_forget`` random questions by ``seed``)."""
