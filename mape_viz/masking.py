@@ -4,6 +4,11 @@ transformers 5 dropped ``head_mask`` (and silently ignores it), so masks scale t
 the attention output projection (viewed as (B, T, H, d_head)) and of the FFN down projection
 ((B, T, F)). Hooks live only inside the ``with`` block (:func:`mape_viz.hooks.temporary_hooks`
 removes every one of them, even when the forward pass raises).
+
+:func:`gradient_taps` is the scoring pass's variant (docs/design.md §2): at the all-ones mask
+the scaling is the identity, so its hooks leave activations untouched in the forward pass and
+only add, in the backward pass, the per-sample mask gradient Σ_{t,w} ∂ℓ/∂x · x of each unit,
+accumulated in float32 whatever the activation dtype (bf16/fp16 under autocast).
 """
 
 from __future__ import annotations
@@ -87,3 +92,61 @@ def apply_masks(model: nn.Module, heads: torch.Tensor | None = None,
             installed.forward_pre(sites.attn_out(layer), make(layer, "heads", sites.n_heads))
             installed.forward_pre(sites.ffn_out(layer), make(layer, "filters", sites.n_filters))
         yield hooks
+
+
+class _Tap(torch.autograd.Function):
+    """``y = x`` (the all-ones mask); backward: ∂ℓ/∂x passes through unchanged and the mask
+    row ``m`` (B, n) gets Σ over tokens and unit width of ∂ℓ/∂x · x, computed in at least
+    float32. ``m``'s value is never read: it stands for ones."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, m: torch.Tensor, n_units: int) -> torch.Tensor:
+        if m.shape[0] != x.shape[0]:
+            raise ValueError(f"batched mask has B={m.shape[0]} but the batch has B={x.shape[0]}")
+        ctx.save_for_backward(x)
+        ctx.n_units = n_units
+        ctx.m_dtype = m.dtype
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (x,) = ctx.saved_tensors
+        grad_m = None
+        if ctx.needs_input_grad[1]:
+            acc = torch.promote_types(x.dtype, torch.float32)
+            n = ctx.n_units
+            prod = grad.unflatten(-1, (n, -1)).to(acc) * x.unflatten(-1, (n, -1)).to(acc)
+            dims = tuple(range(1, prod.dim() - 2)) + (prod.dim() - 1,)
+            grad_m = prod.sum(dim=dims).to(ctx.m_dtype)  # (B, n)
+        return (grad if ctx.needs_input_grad[0] else None), grad_m, None
+
+
+@contextmanager
+def gradient_taps(model: nn.Module, heads: torch.Tensor, filters: torch.Tensor,
+                  sites: ModelSites | None = None) -> Iterator[None]:
+    """Per-sample mask-gradient taps at the all-ones mask, for the scoring pass.
+
+    Equivalent to ``apply_masks(model, heads, filters)`` with all-ones ``heads`` (B, L, H)
+    and ``filters`` (B, L, F) that require grad — ``autograd.grad(loss, (heads, filters))``
+    gives the same per-sample gradients — but the forward pass is left bit-identical and
+    untouched (no multiplication), and each unit's gradient is reduced in float32 (float64
+    for a float64 model) even when activations are bf16/fp16. The *values* of ``heads`` and
+    ``filters`` are never read; only their shapes, dtypes and autograd identity matter.
+    """
+    sites = sites or get_sites(model)
+    for kind, m in (("heads", heads), ("filters", filters)):
+        if _check_mask(m, sites.shape(kind), kind) is None or m.dim() != 3:
+            raise ValueError(f"gradient taps need a batched {kind} mask (B, {sites.shape(kind)[0]}, "
+                             f"{sites.shape(kind)[1]}), got "
+                             f"{None if m is None else tuple(m.shape)}")
+
+    def make(m: torch.Tensor, layer: int, n_units: int):
+        def pre_hook(module: nn.Module, args: tuple):
+            return (_Tap.apply(args[0], m[:, layer], n_units),) + tuple(args[1:])
+        return pre_hook
+
+    with temporary_hooks() as installed:
+        for layer in range(sites.n_layers):
+            installed.forward_pre(sites.attn_out(layer), make(heads, layer, sites.n_heads))
+            installed.forward_pre(sites.ffn_out(layer), make(filters, layer, sites.n_filters))
+        yield

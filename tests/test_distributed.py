@@ -1,0 +1,275 @@
+"""Scale: sharded scoring under ``accelerate launch``, the scoring pass's floor (no weight
+gradient, padding trimmed), autocast, and the GPU check's tiny CPU configuration
+(docs/design.md §2, §10)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from conftest import FAMILIES, make_batch, make_model
+from dist_worker import WORKER_FAMILIES, OneShot, batches
+from dist_worker import run as run_worker
+from mape_viz.distributed import ProcessInfo, process_info, shard
+from mape_viz.gradients import (accumulate_mask_grads, autocast_dtype, frozen,
+                                per_sample_mask_grads, scoring_autocast, trim_padding)
+from mape_viz.losses import per_sample_loss
+from mape_viz.masking import apply_masks
+from mape_viz.sitemaps import get_sites
+
+ROOT = Path(__file__).resolve().parents[1]
+#: Two processes over gloo on CPU. ``accelerate launch --cpu --num_processes 2`` starts *one*
+#: process unless MPI is installed (accelerate 1.16's CPU launcher is mpirun); the torchrun
+#: launcher (``--multi_gpu``) starts both, and ACCELERATE_USE_CPU + no visible GPU make
+#: ``mape_viz.distributed`` pick gloo.
+LAUNCH = ["launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+          "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0"]
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
+               ACCELERATE_USE_CPU="true", CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="1")
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    return env
+
+
+# ---------------------------------------------------------------------------------------------
+# Two processes vs one
+
+
+@pytest.fixture(scope="module")
+def two_and_one(tmp_path_factory):
+    accelerate = shutil.which("accelerate")
+    if accelerate is None:
+        pytest.skip("the accelerate CLI is not on PATH")
+    two = tmp_path_factory.mktemp("two")
+    one = tmp_path_factory.mktemp("one")
+    proc = subprocess.run([accelerate, *LAUNCH, str(ROOT / "tests" / "dist_worker.py"), str(two)],
+                          env=_env(), cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    threads = torch.get_num_threads()
+    try:
+        run_worker(one)
+    finally:
+        torch.set_num_threads(threads)
+    return two, one
+
+
+@pytest.mark.slow
+def test_two_processes_shard_the_batches(two_and_one):
+    two, _ = two_and_one
+    r0, r1 = (torch.load(two / f"rank{r}.pt") for r in (0, 1))
+    assert (r0["world"], r1["world"]) == (2, 2)
+    for fam in WORKER_FAMILIES:  # 7 retain batches: rank 0 took 0, 2, 4, 6 and rank 1 the rest
+        assert r0[f"{fam}/own_batches"] == [0, 2, 4, 6]
+        assert r1[f"{fam}/own_batches"] == [1, 3, 5]
+    assert json.loads((two / "main.json").read_text()) == {"world": 2, "written_by": 0}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fam", WORKER_FAMILIES)
+@pytest.mark.parametrize("objective", ["mlr", "mlf"])
+def test_two_processes_give_one_process_scores_and_masks(two_and_one, fam, objective):
+    two, one = two_and_one
+    single = torch.load(one / "rank0.pt")[f"{fam}/{objective}"]
+    assert torch.load(one / "rank0.pt")["world"] == 1
+    ranks = [torch.load(two / f"rank{r}.pt")[f"{fam}/{objective}"] for r in (0, 1)]
+    for key, ref in single.items():
+        for res in ranks:
+            got = res[key]
+            if key.startswith("mask"):
+                assert torch.equal(got, ref), key
+            elif not isinstance(ref, torch.Tensor):
+                assert got == pytest.approx(ref, rel=1e-12), key
+            else:  # within 1e-6 of the largest value of its kind (sums differ in order only)
+                scale = float(ref.abs().max()) or 1.0
+                torch.testing.assert_close(got, ref, rtol=1e-6, atol=1e-6 * scale, msg=key)
+    # every rank holds the same scores, bit for bit (an all-reduce, not two estimates)
+    for key in single:
+        a, b = ranks[0][key], ranks[1][key]
+        assert torch.equal(a, b) if isinstance(a, torch.Tensor) else a == b
+    # the factor is the first MAX_FACTOR Fisher-set samples, gathered across the ranks
+    assert single["factor_heads"].shape[0] == 7
+
+
+# ---------------------------------------------------------------------------------------------
+# Sharding without processes
+
+
+def test_shard_takes_every_nth_batch_of_lists_and_iterables():
+    items = [f"b{i}" for i in range(8)]
+    info = ProcessInfo(rank=1, world=3, device=torch.device("cpu"))
+    expected = [(1, "b1"), (4, "b4"), (7, "b7")]
+    assert list(shard(items, info)) == expected
+    assert list(shard(OneShot(items), info)) == expected
+    assert list(shard(items, ProcessInfo(0, 1, torch.device("cpu")))) == list(enumerate(items))
+
+
+def test_one_process_is_not_distributed():
+    info = process_info()
+    assert (info.rank, info.world, info.is_main) == (0, 1, True)
+    assert not torch.distributed.is_initialized()
+
+
+def test_factor_rows_are_the_first_samples_in_batch_order():
+    model = make_model("bert")
+    data = batches("classification", 4, 7)  # sizes 2, 3, 4, 2
+    st = accumulate_mask_grads(model, data, max_factor=4)
+    with frozen(model):
+        rows = torch.cat([per_sample_mask_grads(model, b)[0] for b in data[:2]])[:4]
+    torch.testing.assert_close(st.factor_tensor("heads"), rows.float())
+    assert st.batches == [(0, 2), (1, 3), (2, 4), (3, 2)] and st.reduced
+    before = st.grad_sum["heads"].clone()
+    st.all_reduce_()  # a second call (scores.py calls it again) is a no-op
+    assert torch.equal(st.grad_sum["heads"], before)
+
+
+# ---------------------------------------------------------------------------------------------
+# The scoring pass's floor
+
+
+@pytest.mark.parametrize("fam", ["bert", "gpt2", "llama"])
+def test_trimmed_padding_gives_the_same_gradients(fam):
+    model = make_model(fam)
+    kind = FAMILIES[fam][2]
+    padded = batches(kind, 2, 11)[1]  # 3 extra all-padding columns
+    trimmed = trim_padding(padded)
+    assert trimmed["input_ids"].shape[1] == padded["input_ids"].shape[1] - 3
+    with frozen(model):
+        gh, gf, loss = per_sample_mask_grads(model, padded)
+        ref = _grads_with_apply_masks(model, padded)
+    torch.testing.assert_close(gh, ref[0], rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(gf, ref[1], rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(loss, ref[2], rtol=1e-12, atol=1e-12)
+
+
+def _grads_with_apply_masks(model, batch):
+    """Reference: the plain multiplying mask hooks on the untrimmed batch."""
+    sites = get_sites(model)
+    b = batch["input_ids"].shape[0]
+    mh = torch.ones(b, *sites.shape("heads"), dtype=torch.float64, requires_grad=True)
+    mf = torch.ones(b, *sites.shape("filters"), dtype=torch.float64, requires_grad=True)
+    with apply_masks(model, mh, mf), torch.enable_grad():
+        losses = per_sample_loss(model, batch)
+        gh, gf = torch.autograd.grad(losses.sum(), (mh, mf))
+    return gh, gf, losses.detach()
+
+
+def test_trim_padding_leaves_left_padding_and_qa_alone():
+    b = make_batch("causal_lm", bsz=3, seq=8, pad_last=False)
+    b["attention_mask"][:, :2] = 0  # left padding: leading columns unused
+    assert trim_padding(b) is b
+    qa = make_batch("extractive_qa", bsz=3, seq=8)
+    qa["attention_mask"][:, -2:] = 0
+    assert trim_padding(qa) is qa
+    lm = make_batch("causal_lm", bsz=2, seq=8, pad_last=False)
+    lm["attention_mask"][:, -2:] = 0
+    lm["labels"][0, -1] = 5  # a labelled column is kept even where attention is off
+    assert trim_padding(lm)["labels"].shape[1] == 8
+
+
+class _MatmulShapes(TorchDispatchMode):
+    """Records the output shape of every matrix product."""
+
+    OPS = ("mm", "addmm", "bmm", "baddbmm", "matmul", "linear")
+
+    def __init__(self):
+        super().__init__()
+        self.shapes: list[tuple[int, ...]] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if func.__name__.split(".")[0] in self.OPS and isinstance(out, torch.Tensor):
+            self.shapes.append(tuple(out.shape))
+        return out
+
+
+@pytest.mark.parametrize("fam", ["bert", "gpt2", "llama"])
+def test_no_weight_gradient_is_ever_formed_while_scoring(fam):
+    model = make_model(fam)
+    batch = make_batch(FAMILIES[fam][2], bsz=5, seq=9)  # B·T = 45: no weight has a side of 45
+    weight_shapes = {tuple(p.shape) for p in model.parameters() if p.dim() == 2}
+    weight_shapes |= {s[::-1] for s in weight_shapes}
+    seen_flags = []
+    handle = model.register_forward_pre_hook(
+        lambda m, a: seen_flags.append(any(p.requires_grad for p in m.parameters())))
+    try:
+        with _MatmulShapes() as scoring:
+            accumulate_mask_grads(model, [batch], max_factor=0)
+        with _MatmulShapes() as training:
+            per_sample_loss(model, batch).sum().backward()
+    finally:
+        handle.remove()
+    assert seen_flags[0] is False  # every weight frozen during the scoring pass
+    assert not weight_shapes & set(scoring.shapes), "a weight-shaped matmul ran while scoring"
+    assert weight_shapes & set(training.shapes)  # the detector does see weight gradients
+    model.zero_grad(set_to_none=True)
+    accumulate_mask_grads(model, [batch], max_factor=0)
+    assert all(p.grad is None for p in model.parameters())
+
+
+# ---------------------------------------------------------------------------------------------
+# Autocast (the GPU path, exercised in its CPU configuration)
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+@pytest.mark.parametrize("fam", ["bert", "llama"])
+def test_autocast_scoring_is_float32_and_close_to_fp32(fam, precision):
+    model = make_model(fam, dtype=torch.float32)
+    batch = make_batch(FAMILIES[fam][2], bsz=4)
+    with frozen(model):
+        ref_h, ref_f, _ = per_sample_mask_grads(model, batch)
+        gh, gf, _ = per_sample_mask_grads(model, batch, autocast=precision)
+        with scoring_autocast(precision):
+            ctx_h, _, _ = per_sample_mask_grads(model, batch)
+    assert gh.dtype == gf.dtype == torch.float32
+    assert torch.equal(ctx_h, gh)
+    assert not torch.equal(gh, ref_h)  # autocast really ran in half precision
+    for got, ref in ((gh, ref_h), (gf, ref_f)):
+        err = (got - ref).norm() / ref.norm()
+        assert err < 0.05, f"{precision}: relative error {float(err):.3g}"
+    st = accumulate_mask_grads(model, [batch], max_factor=2, autocast=precision)
+    assert st.grad_sum["heads"].dtype == torch.float64 and st.factor_tensor("heads").dtype == torch.float32
+
+
+def test_bad_autocast_is_refused():
+    assert autocast_dtype("off") is None and autocast_dtype(torch.bfloat16) is torch.bfloat16
+    with pytest.raises(ValueError, match="bf16"):
+        autocast_dtype("int8")
+
+
+# ---------------------------------------------------------------------------------------------
+# benchmarks/gpu_check.py, tiny CPU configuration
+
+
+def _load_gpu_check():
+    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "benchmarks" / "gpu_check.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_gpu_check_tiny_runs_on_cpu(tmp_path, capsys):
+    out = tmp_path / "gpu_check.json"
+    threads = torch.get_num_threads()
+    try:
+        report = _load_gpu_check().main(["--tiny", "--out", str(out)])
+    finally:
+        torch.set_num_threads(threads)
+    res = json.loads(out.read_text())
+    assert res == json.loads(json.dumps(report))
+    assert res["config"]["tiny"] is True and res["device"] == "cpu" and res["ga_ok"]
+    for key in ("train_step", "scoring_pass", "mape_ga_step"):
+        assert res["seconds"][key] > 0
+    cfg = res["config"]
+    assert res["per_sample_mask_grad_bytes"] == cfg["batch"] * cfg["layers"] * (cfg["heads"] + cfg["filters"]) * 4
+    assert 0 < res["mask"]["selected_heads"] < cfg["layers"] * cfg["heads"]
+    assert "| train step" in capsys.readouterr().out
