@@ -4,16 +4,20 @@ Subcommands (``mape-viz COMMAND --help`` lists each one's flags):
 
 - ``unlearn`` (:mod:`mape_viz.cli.unlearn`) — one unlearning run, written to a run folder;
 - ``bench`` (:mod:`mape_viz.cli.bench`) — the paper's method comparison and side
-  experiments on a task, as a table and records.
+  experiments on a task, as a table and records;
+- ``score`` (:mod:`mape_viz.cli.score`) — which heads and filters matter for a forget set:
+  scores, the mask and offline HTML figures in a folder.
 
     mape-viz unlearn --task toy-sentiment --task-option forget=canaries \\
         --method npo --selector mape --sparsity 0.9 --out runs/npo
     mape-viz bench --task toy-sentiment --quick
+    mape-viz score --model MODEL_DIR --data GLUE_SST2_DIR --forget label-flip:32 --out runs/s
 
 :data:`SUBCOMMANDS` maps each name to the function that adds its parser; a new subcommand is
 one module with such a function and one entry there. Exit codes: 0 ok; 1 a run stopped on a
 NaN/inf loss (its folder is still written, flagged); 2 bad input (unknown names, an existing
-``--out`` without ``--overwrite``, ...); 130 Ctrl-C (nothing half-written is left behind).
+``--out`` without ``--overwrite``, data or a model that do not fit, the hub unreachable for a
+hub id, ...); 130 Ctrl-C (nothing half-written is left behind).
 """
 
 from __future__ import annotations
@@ -22,16 +26,19 @@ import argparse
 import sys
 from typing import Any, Callable, Sequence
 
-from . import bench, unlearn
+from ..tasks.hub import HubUnavailableError
+from . import bench, score, unlearn
 from ._flags import UsageError, add_dataclass_flags, dataclass_overrides
+from ._task_args import add_task_arguments, task_from_arguments
 
-__all__ = ["SUBCOMMANDS", "UsageError", "add_dataclass_flags", "build_parser",
-           "dataclass_overrides", "main"]
+__all__ = ["SUBCOMMANDS", "UsageError", "add_dataclass_flags", "add_task_arguments",
+           "build_parser", "dataclass_overrides", "main", "task_from_arguments"]
 
 #: name -> ``add_parser(subparsers)``, which adds the subcommand's parser with ``func`` set.
 SUBCOMMANDS: dict[str, Callable[[Any], argparse.ArgumentParser]] = {
     "unlearn": unlearn.add_parser,
     "bench": bench.add_parser,
+    "score": score.add_parser,
 }
 
 
@@ -54,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as e:
         print(f"mape-viz {args.command}: error: {e}", file=sys.stderr)
         return 2
-    except (ValueError, FileExistsError, FileNotFoundError) as e:
+    except (ValueError, FileExistsError, FileNotFoundError, HubUnavailableError) as e:
         print(f"mape-viz {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
