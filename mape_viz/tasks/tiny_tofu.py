@@ -14,6 +14,8 @@ never forgotten). ``extras`` (named as in ``tofu``): ``forget_perturbed`` and
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import os
 from collections.abc import Mapping
@@ -21,7 +23,7 @@ from dataclasses import asdict
 from typing import Any
 
 from datasets import Dataset, concatenate_datasets
-from transformers import LlamaForCausalLM
+from transformers import LlamaForCausalLM, PreTrainedTokenizerBase
 
 from .base import TASKS, Task, coerce_dataclass
 from .collate import CausalLMCollator
@@ -34,6 +36,15 @@ from .train import TrainConfig
 SPLITS = {"forget01": 0.01, "forget05": 0.05, "forget10": 0.10}
 PROMPT = "Question: {question}\nAnswer:"
 DEFAULT_TRAIN = TrainConfig(epochs=30, lr=3e-3, batch_size=32, weight_decay=0.01, threads=1)
+
+
+def corpus_digest(rows: list[dict], tokenizer: PreTrainedTokenizerBase) -> str:
+    """16 hex digits of the SHA-256 of what training reads: every row's (question, answer)
+    and the vocabulary. Part of the models' cache key, so a change of the generator (rows or
+    words) trains new models instead of loading ones made from other data."""
+    text = json.dumps([[[r["question"], r["answer"]] for r in rows],
+                       sorted(tokenizer.get_vocab().items())])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def forget_authors(split: str, n_authors: int) -> int:
@@ -84,8 +95,10 @@ def tiny_tofu(split: str = "forget05", model: str | os.PathLike | None = None,
         return CausalLMCollator(tok, prompt_template=PROMPT,
                                 max_length=spec.max_position_embeddings)
 
+    key = {"data": data, "arch": spec, "prompt": PROMPT,
+           "corpus": corpus_digest(authors + shared, tokenizer)}
     original, gold, tokenizer, info = original_and_retrained(
-        "tiny-tofu", {"data": data, "arch": spec, "prompt": PROMPT}, LlamaForCausalLM,
+        "tiny-tofu", key, LlamaForCausalLM,
         lambda: tiny_llama(spec, tokenizer, seed=cfg.seed), tokenizer, make_collate,
         authors + shared, retain_rows + shared, split, cfg, retrained, model)
 

@@ -6,12 +6,15 @@ each question comes with
 
 - ``answer``: the fact in a fixed answer template,
 - ``paraphrased_answer``: the same fact in a different wording,
-- ``perturbed_answer``: ``n_perturbed`` (>= 3) wrong answers in the answer template (other
-  values from the same pool): the truth ratio compares them with the paraphrase.
+- ``perturbed_answer``: ``n_perturbed`` (>= 3) wrong versions of the *paraphrased* answer
+  (the paraphrase's wording with another value from the same pool), as in TOFU: the truth
+  ratio compares them with the paraphrase, so the two differ only in the fact.
 
 Two sets the model also learns but never forgets: ``world_facts`` (capitals, continents)
-and ``real_authors`` (who wrote which real book). ``IDK`` phrasings give the "I don't
-know" answers of DPO.
+and ``real_authors`` (who wrote which real book). As in TOFU's ``world_facts_perturbed`` /
+``real_authors_perturbed``, their ``paraphrased_answer`` is the answer itself and their
+perturbed answers are wrong versions of it (TOFU scores these sets against the answer).
+``IDK`` phrasings give the "I don't know" answers of DPO.
 
 Row columns (all sets, as TOFU's ``*_perturbed`` configs): ``question``, ``answer``,
 ``paraphrased_answer``, ``perturbed_answer`` (list[str]), ``author`` (str, "" for world
@@ -130,8 +133,19 @@ def _qa(rng: random.Random, topic: str, name: str, value: str, pool: list[str], 
     q, a, p = TEMPLATES[topic]
     return {"question": q.format(n=name), "answer": a.format(n=name, v=value),
             "paraphrased_answer": p.format(n=name, v=value),
-            "perturbed_answer": [a.format(n=name, v=w) for w in _wrong(rng, pool, value, k)],
+            "perturbed_answer": [p.format(n=name, v=w) for w in _wrong(rng, pool, value, k)],
             "author": author, "topic": topic}
+
+
+def _known_fact(question: str, answer: str, value: str, wrong: list[str], author: str,
+                topic: str) -> dict:
+    """A world-fact / real-author row: as in TOFU's ``*_perturbed`` configs of these sets, the
+    paraphrased answer is the answer itself and the perturbed answers put a wrong value into
+    the same wording (``answer`` holds ``{v}`` for the value)."""
+    right = answer.format(v=value)
+    return {"question": question, "answer": right, "paraphrased_answer": right,
+            "perturbed_answer": [answer.format(v=w) for w in wrong], "author": author,
+            "topic": topic}
 
 
 def _pools(rng: random.Random, n_authors: int) -> dict[str, list[str]]:
@@ -173,30 +187,21 @@ def generate_tofu(spec: TofuSpec | None = None) -> dict[str, list[dict]]:
             pool = [n for n in names if n != name] if topic == "mentor" else pools[topic]
             authors.append(_qa(rng, topic, name, rng.choice(pool), pool, k, name))
     world = []
+    caps = [c for _, c, _ in CAPITALS]
+    conts = sorted({c for _, _, c in CAPITALS})
     for country, capital, continent in CAPITALS:
-        caps = [c for _, c, _ in CAPITALS]
-        world.append({"question": f"What is the capital of {country}?",
-                      "answer": f"The capital of {country} is {capital}.",
-                      "paraphrased_answer": f"{capital} is the capital city of {country}.",
-                      "perturbed_answer": [f"The capital of {country} is {w}."
-                                           for w in _wrong(rng, caps, capital, k)],
-                      "author": "", "topic": "capital"})
-        conts = sorted({c for _, _, c in CAPITALS})
-        world.append({"question": f"On which continent is {country}?",
-                      "answer": f"{country} is a country in {continent}.",
-                      "paraphrased_answer": f"{country} lies in {continent}.",
-                      "perturbed_answer": [f"{country} is a country in {w}."
-                                           for w in _wrong(rng, conts, continent, k)],
-                      "author": "", "topic": "continent"})
+        world.append(_known_fact(f"What is the capital of {country}?",
+                                 f"The capital of {country} is {{v}}.", capital,
+                                 _wrong(rng, caps, capital, k), "", "capital"))
+        world.append(_known_fact(f"On which continent is {country}?",
+                                 f"{country} is a country in {{v}}.", continent,
+                                 _wrong(rng, conts, continent, k), "", "continent"))
     real = []
     writers = [a for a, _ in REAL_BOOKS]
     for author, book in REAL_BOOKS:
-        real.append({"question": f"Who wrote the book {book}?",
-                     "answer": f"The book {book} was written by {author}.",
-                     "paraphrased_answer": f"{author} is the author of {book}.",
-                     "perturbed_answer": [f"The book {book} was written by {w}."
-                                          for w in _wrong(rng, writers, author, k)],
-                     "author": author, "topic": "real_book"})
+        real.append(_known_fact(f"Who wrote the book {book}?",
+                                f"The book {book} was written by {{v}}.", author,
+                                _wrong(rng, writers, author, k), author, "real_book"))
     out = {"authors": authors, "world_facts": world, "real_authors": real}
     for rows in out.values():
         for i, r in enumerate(rows):
