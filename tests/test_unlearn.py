@@ -426,7 +426,7 @@ def test_callbacks_add_metrics_to_history():
                   forget=forget, retain=retain, callbacks=[cb])
     assert seen == [1, 2] and [h["step"] for h in res.history] == [0, 1]
     assert all("forget_ce" in h for h in res.history)
-    assert res.peak_memory_kind in ("cpu_maxrss_delta", "cuda_max_allocated")
+    assert res.peak_memory_kind in ("cpu_rss_peak_delta", "cuda_max_allocated")
 
 
 # ---------------------------------------------------------------------------------------------

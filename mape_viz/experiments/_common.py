@@ -213,7 +213,8 @@ def run_record(task: Task, method: str, selector: str, sparsity: float, config: 
         ``unlearn_seconds``, ``eval_seconds``;
         size: ``n_changed_params``, ``n_trainable_params``, ``n_selected_heads``,
         ``n_selected_filters`` (``None`` for a full run);
-        settings: ``lr``, ``eta`` (as resolved by the run), ``steps``;
+        settings: ``lr``, ``eta`` (as resolved by the run), ``steps`` (updates in the
+        returned model), ``stopped_at``, ``stop_reason`` (docs/design.md §5);
         then ``extra``, every metric of :func:`mape_viz.metrics.evaluate` (``forget_acc``,
         ``mia`` ...) and the ``forget`` / ``retain`` / ``test`` score aliases.
     """
@@ -237,7 +238,8 @@ def run_record(task: Task, method: str, selector: str, sparsity: float, config: 
         "unlearn_seconds": timings.get("unlearn_seconds"),
         "n_changed_params": res.n_changed_params, "n_trainable_params": res.n_trainable_params,
         "n_selected_heads": counts.get("heads"), "n_selected_filters": counts.get("filters"),
-        "lr": res.meta.get("lr"), "eta": res.meta.get("eta"), "steps": len(res.history),
+        "lr": res.meta.get("lr"), "eta": res.meta.get("eta"), "steps": res.steps,
+        "stopped_at": res.stopped_at, "stop_reason": res.stop_reason,
         **dict(extra or {}),
     }
     metrics, secs = evaluate_model(task, res.model, splits=eval_splits,

@@ -8,6 +8,7 @@ field's ``metadata["group"]`` says which part of the engine reads it:
 - ``select``: how the module mask is made (scores, sparsity refinement);
 - ``so``: second-order update (Eq. 2 / 10 / 11);
 - ``finetune``: GA, GD, NPO, DPO, SA, RT (Appendix C);
+- ``stop``: stop when forgotten and the fidelity guard (``unlearning/stopping.py``);
 - ``common``: both.
 
 Which fields each method reads is declared with the method (``METHODS[name].fields``, main
@@ -27,6 +28,7 @@ from typing import Any, Mapping
 from ..presets import preset_values
 from ..selection import GRANULARITIES, REFINE_MODES
 from .second_order import FISHER_ENGINES
+from .stopping import STOP_RULE_FORMS, parse_stop_rule
 
 #: ``lr_schedule`` options: a constant lr, or linear decay to 0 over the run (no warm-up).
 LR_SCHEDULES = ("constant", "linear")
@@ -83,6 +85,23 @@ class UnlearnConfig:
         npo_retain_weight: retain-loss weight added to NPO (0 = the paper's plain NPO).
         train_mode: run fine-tuning in train mode (dropout on). Off by default: unlearning
             runs are short and deterministic results are easier to compare.
+        stop_when: stop when forgotten (``unlearning/stopping.py``): ``never`` (default: run
+            every step), ``flipped`` (classification: every forget row's argmax differs from
+            its training label), ``retrained`` (forget accuracy — causal LM: ROUGE-L recall —
+            ≤ the task's retrained model's; an error if the run has none), ``forget-acc<=X``,
+            ``rouge<=X`` or ``prob<=X`` (causal LM: ROUGE-L recall / normalised answer
+            probability of the forget answers). ``max_steps`` still bounds the run; the
+            result records ``stopped_at`` and ``stop_reason``. SO has no steps: with a rule
+            it tries the η ladder ``eta · 2^(i − eta_ladder)``, i = 1..``eta_ladder``, and
+            keeps the first rung where the rule holds.
+        stop_every: check the rule (and the guard) every this many steps (k); the checks read
+            the forget rows only (and the guard's rows), in eval mode, without gradients.
+        guard_drop: fidelity guard (classification): stop when the accuracy on a held-out
+            check set falls more than this fraction (0.03 = 3 points) below the starting
+            model's, and return the model of the last check within it. None = off.
+        guard_rows: size of the guard's check set: a seeded subsample of the task's
+            ``extras["validation"]`` rows, else its test rows (0 = all).
+        eta_ladder: rungs of SO's η ladder when a stop rule or guard is set (1 = η alone).
     """
 
     # select
@@ -121,6 +140,17 @@ class UnlearnConfig:
     npo_retain_weight: float = _f(0.0, "retain-loss weight added to NPO (0 = plain NPO)",
                                   "finetune")
     train_mode: bool = _f(False, "fine-tune in train mode (dropout on)", "finetune")
+    # stop when forgotten, fidelity guard
+    stop_when: str = _f("never", "stop when forgotten: " + ", ".join(STOP_RULE_FORMS)
+                        + " (X in [0, 1]; retrained = the task's retrained model's forget "
+                        "accuracy)", "stop")
+    stop_every: int = _f(1, "check the stop rule / guard every k steps (forget rows only)",
+                         "stop")
+    guard_drop: float | None = _f(None, "stop when held-out accuracy drops more than this "
+                                  "fraction below the start (0.03 = 3 points; default off) and "
+                                  "keep the last model within it", "stop")
+    guard_rows: int = _f(256, "held-out rows the guard checks (0 = all)", "stop")
+    eta_ladder: int = _f(8, "SO with a stop rule: try eta * 2^(i - n), i = 1..n", "stop")
 
     def __post_init__(self) -> None:
         problems = []
@@ -129,16 +159,27 @@ class UnlearnConfig:
             value = getattr(self, f.name)
             if choices and value not in choices and not (f.name == "refine" and value is None):
                 problems.append(f"{f.name}={value!r} (accepted: {', '.join(choices)})")
-        for name in ("score_batch_size", "fisher_batch_size", "batch_size", "epochs"):
+        for name in ("score_batch_size", "fisher_batch_size", "batch_size", "epochs",
+                     "stop_every", "eta_ladder"):
             if int(getattr(self, name)) < 1:
                 problems.append(f"{name}={getattr(self, name)!r} (must be >= 1)")
-        for name in ("score_max_retain", "fisher_max_samples", "max_steps", "retain_batch_size"):
+        for name in ("score_max_retain", "fisher_max_samples", "max_steps", "retain_batch_size",
+                     "guard_rows"):
             if int(getattr(self, name)) < 0:
                 problems.append(f"{name}={getattr(self, name)!r} (must be >= 0)")
         for name in ("damping", "weight_decay", "max_grad_norm", "gamma", "retain_weight",
                      "npo_retain_weight"):
             if not float(getattr(self, name)) >= 0:
                 problems.append(f"{name}={getattr(self, name)!r} (must be >= 0)")
+        try:
+            parse_stop_rule(self.stop_when)
+        except ValueError as e:
+            problems.append(str(e))
+        if self.guard_drop is not None and not (isinstance(self.guard_drop, (int, float))
+                                                and not isinstance(self.guard_drop, bool)
+                                                and 0.0 <= self.guard_drop < 1.0):
+            problems.append(f"guard_drop={self.guard_drop!r} (a fraction in [0, 1), e.g. 0.03 "
+                            "for 3 points, or None for off)")
         if not self.beta > 0:
             problems.append(f"beta={self.beta!r} (must be > 0)")
         for name in ("lr", "eta"):

@@ -10,18 +10,19 @@ Flow, top to bottom:
    the method's objective, refined by ``config.refine``; ``sure`` / ``random`` /
    ``magnitude``: baseline scores, not refined. Methods that are not ``maskable`` (``rt``)
    always run full;
-4. the method's **runner** (registered with it in :mod:`~mape_viz.unlearning.methods`) performs
-   the update on the copy and says what changed — the engine does not know which kind of
-   method it runs;
-5. the copy is handed back like the input came (same ``requires_grad`` flags, eval mode) in an
-   :class:`~mape_viz.unlearning.result.UnlearnResult` with timings and peak memory.
+4. the stop rule and guard of the config become a
+   :class:`~mape_viz.unlearning.stopping.Monitor` (none by default);
+5. the method's **runner** (registered with it in :mod:`~mape_viz.unlearning.methods`) performs
+   the update on the copy, checked by the monitor, and says what changed and why it stopped —
+   the engine does not know which kind of method it runs;
+6. the copy is handed back like the input came (same ``requires_grad`` flags, eval mode) in an
+   :class:`~mape_viz.unlearning.result.UnlearnResult` with timings, peak memory
+   (:mod:`~mape_viz.unlearning.memory`), ``stopped_at`` and ``stop_reason``.
 """
 
 from __future__ import annotations
 
 import copy
-import resource
-import sys
 import time
 import warnings
 from typing import Any, Mapping, Sequence
@@ -36,9 +37,11 @@ from ..types import ModuleMask, ModuleScores
 from ..wanda import WANDA_SPARSITY, restrict_to_wanda
 from .config import UnlearnConfig, as_config
 from .finetune import Callback
+from .memory import MemoryMeter
 from .methods import METHODS, Run
 from .result import UnlearnResult, count_changed, fingerprint
 from .run_data import RunData, is_task, resolve_data
+from .stopping import build_monitor
 
 #: Selector name accepted by ``unlearn`` besides the score selectors of ``mape_viz.scores``:
 #: no mask, every parameter is updated.
@@ -109,10 +112,13 @@ def unlearn(task_or_model: Any, method: str, selector: str = "mape", sparsity: f
     Returns:
         an :class:`UnlearnResult`; ``result.ok`` is False if a NaN/inf loss stopped the run
         (``result.model`` then holds the last good state; a ``RuntimeWarning`` says so).
+        ``result.stopped_at`` / ``result.stop_reason`` say after how many updates and why the
+        run ended (``config.stop_when`` / ``guard_drop``: docs/design.md §5).
 
     Raises:
         ValueError: unknown method/selector, a method that does not fit the task (the message
-            lists the methods that do), empty data, sparsity outside [0, 1).
+            lists the methods that do), empty data, sparsity outside [0, 1), a stop rule or
+            guard the run cannot check (no retrained model, no held-out rows, wrong kind).
     """
     if isinstance(sparsity, bool) or not (isinstance(sparsity, (int, float)) and 0.0 <= float(sparsity) < 1.0):
         raise ValueError(f"sparsity must be in [0, 1), got {sparsity!r}")
@@ -151,14 +157,18 @@ def unlearn(task_or_model: Any, method: str, selector: str = "mape", sparsity: f
                             "family": _family(model_in), "task": getattr(data.task, "name", None)}
 
     t0 = time.perf_counter()
+    monitor = build_monitor(cfg, data, dev, seed)
     outcome = m.runner(Run(
         method=m, model=work, kind=data.kind, forget=data.forget, retain=data.retain,
         fisher_retain=data.fisher_retain,
         reference=_reference(model_in, dev) if "reference" in m.needs else None,
         retrained=data.retrained, config=cfg, mask=mask, device=dev, callbacks=callbacks,
-        progress=progress))
+        progress=progress, monitor=monitor))
     timings.update(outcome.timings)
     timings["unlearn_seconds"] = time.perf_counter() - t0
+    if monitor is not None:
+        meta["stop"] = monitor.summary()
+        timings["check_seconds"] = meta["stop"]["check_seconds"]
     work = outcome.model
     # hand the model back like the input came: same requires_grad flags, eval mode
     flags = {n: p.requires_grad for n, p in model_in.named_parameters()}
@@ -176,7 +186,7 @@ def unlearn(task_or_model: Any, method: str, selector: str = "mape", sparsity: f
         n_changed_params=count_changed(model_in, work), n_trainable_params=outcome.n_trainable,
         config=cfg, method=m.name, selector=selector, sparsity=float(sparsity), seed=seed,
         ok=outcome.error is None, error=outcome.error, scores=scores, changes=outcome.changes,
-        meta=meta)
+        meta=meta, stopped_at=outcome.stopped_at, stop_reason=outcome.stop_reason)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -187,29 +197,6 @@ def device_of(model: nn.Module) -> torch.device:
     """The device of ``model``'s first parameter (CPU for a model without parameters)."""
     p = next(model.parameters(), None)
     return p.device if p is not None else torch.device("cpu")
-
-
-class MemoryMeter:
-    """Peak memory of a block: CUDA max allocated, else growth of the process's max RSS."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.device = device
-        self.cuda = device.type == "cuda"
-        if self.cuda:
-            torch.cuda.synchronize(device)
-            torch.cuda.reset_peak_memory_stats(device)
-        self.start = self._rss()
-
-    @staticmethod
-    def _rss() -> int:
-        r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return int(r) if sys.platform == "darwin" else int(r) * 1024  # Linux: KiB
-
-    def peak(self) -> tuple[int, str]:
-        if self.cuda:
-            torch.cuda.synchronize(self.device)
-            return int(torch.cuda.max_memory_allocated(self.device)), "cuda_max_allocated"
-        return max(0, self._rss() - self.start), "cpu_maxrss_delta"
 
 
 def _reference(model_in: nn.Module, dev: torch.device) -> nn.Module:

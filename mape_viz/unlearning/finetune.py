@@ -8,6 +8,14 @@ tensors it is given: for a masked run those are the slice values of a
 
 Data arrive as :class:`Source` s, produced afresh for each epoch (so task data can be
 reshuffled per epoch with a seed) and cycled endlessly for the side set (:func:`cycle`).
+
+With a :class:`~mape_viz.unlearning.stopping.Monitor` the loop checks the model before the
+first update, every ``monitor.every`` updates and after the last one, and stops at the first
+check where the stop rule holds (``criterion``) or the guard trips (``guard``: the trained
+tensors are set back to the last check within the guard). The checks change nothing the
+training reads (no RNG draw, the model's mode is restored), so a run stopped at step s holds
+the same model as the run with ``max_steps = s`` (same lr schedule: a ``linear`` schedule
+decays over min(epochs · batches, max_steps) whether or not the run stops early).
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..losses import LossContext, Terms
+from .stopping import CRITERION, EPOCHS_DONE, ERROR, GUARD, MAX_STEPS, Monitor
 
 Batch = Mapping[str, Any]
 #: ``loss(ctx, forget_batch | None, retain_batch | None) -> {"loss": ..., other terms}``.
@@ -62,13 +71,17 @@ def cycle(source: Source, start_epoch: int = 0) -> Iterator[Batch]:
 
 @dataclass
 class FinetuneOutcome:
-    """``history`` rows, number of updates applied, the stop reason (or None), and the bytes
-    held by the optimizer state (AdamW moments + step counters) after the first step."""
+    """``history`` rows (one per update in the returned model, plus the row of a NaN/inf
+    stop), ``steps``: updates applied to the returned model, the NaN/inf ``error`` (or None),
+    ``stop_reason`` (``criterion``, ``guard``, ``max_steps``, ``epochs done`` or ``error``),
+    and the bytes held by the optimizer state (AdamW moments + step counters) after the
+    first step."""
 
     history: list[dict] = field(default_factory=list)
     steps: int = 0
     error: str | None = None
     optimizer_state_bytes: int = 0
+    stop_reason: str | None = None
 
 
 def optimizer_state_bytes(opt: torch.optim.Optimizer) -> int:
@@ -86,7 +99,8 @@ def finetune(loss: LossFn, ctx: LossContext, *, forget: Source | None, retain: S
              epochs: int, max_steps: int, schedule: str = "constant", weight_decay: float,
              max_grad_norm: float, after_step: Callable[[], None],
              callbacks: Sequence[Callback] = (), progress: bool = False,
-             history: list[dict] | None = None, name: str = "") -> FinetuneOutcome:
+             history: list[dict] | None = None, name: str = "",
+             monitor: Monitor | None = None) -> FinetuneOutcome:
     """Minimise ``loss`` with AdamW over ``epochs`` of the driving set.
 
     Args:
@@ -103,6 +117,7 @@ def finetune(loss: LossFn, ctx: LossContext, *, forget: Source | None, retain: S
         after_step: runs after every optimizer step (writes sparse values into the model).
         history: rows are appended here (and returned in the outcome).
         name: the method's name, for messages and the progress bar.
+        monitor: stop rule and guard checks (see module doc); None = run every step.
 
     Before each step the loss terms and the gradient norm are checked; a NaN/inf stops the
     run *before* the step is applied, so the model keeps the last good state and the outcome
@@ -131,6 +146,12 @@ def finetune(loss: LossFn, ctx: LossContext, *, forget: Source | None, retain: S
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1.0 - s / total))
     bar = tqdm(total=total, desc=name, disable=not progress, leave=False)
     step = 0
+    if monitor is not None:  # the starting model: maybe nothing is left to forget
+        monitor.save(params)
+        if monitor.check(0, ctx.model) == CRITERION:
+            bar.close()
+            out.stop_reason = CRITERION
+            return out
     try:
         for epoch in range(epochs):
             for batch in batches.epoch(epoch):
@@ -177,10 +198,40 @@ def finetune(loss: LossFn, ctx: LossContext, *, forget: Source | None, retain: S
                 out.history.append(row)
                 bar.update(1)
                 bar.set_postfix(loss=f"{row['loss']:.4f}")
-            if out.error or (max_steps and step >= max_steps):
+                if monitor is not None and monitor.due(step):
+                    out.stop_reason = _check(monitor, step, ctx.model, params, after_step, row)
+                    if out.stop_reason:
+                        break
+            if out.error or out.stop_reason or (max_steps and step >= max_steps):
                 break
     finally:
         bar.close()
         opt.zero_grad(set_to_none=True)
+    if out.error:
+        out.stop_reason = ERROR
+    elif out.stop_reason is None:
+        out.stop_reason = MAX_STEPS if (max_steps and step >= max_steps) else EPOCHS_DONE
+        if monitor is not None and not monitor.checked(step):  # the last update is checked too
+            reason = _check(monitor, step, ctx.model, params, after_step,
+                            out.history[-1] if out.history else {})
+            out.stop_reason = reason or out.stop_reason
+    if out.stop_reason == GUARD:  # the model is the last one within the guard
+        step = monitor.good_step
+        del out.history[step:]
     out.steps = step
     return out
+
+
+def _check(monitor: Monitor, step: int, model: nn.Module, params: Sequence[torch.Tensor],
+           after_step: Callable[[], None], row: dict) -> str | None:
+    """One monitor check after ``step`` updates: the check's metrics join ``row``; within the
+    guard the trained tensors are saved, past it they are set back (and written into the
+    model). Returns the verdict."""
+    verdict = monitor.check(step, model)
+    row.update({f"{k}": v for k, v in monitor.row_metrics().items() if k != "verdict"})
+    if verdict == GUARD:
+        monitor.restore(params)
+        after_step()
+    else:
+        monitor.save(params)
+    return verdict

@@ -37,8 +37,9 @@ from ..types import ModuleMask
 from .config import UnlearnConfig
 from .finetune import Callback, LossFn, Source, finetune
 from .result import whole_changes
-from .second_order import run_so
+from .second_order import apply_so, so_sums, so_update
 from .sparse import SparseParams
+from .stopping import (CRITERION, ERROR, GUARD, LADDER_DONE, ONE_SHOT, RETRAINED, Monitor)
 
 Batch = Mapping[str, Any]
 #: What a method may need: the forget / retain sets, a frozen copy of the input model as
@@ -184,6 +185,7 @@ class Run:
         device: where the run happens.
         callbacks: ``cb(step, model, row) -> dict | None`` after every update.
         progress: show tqdm bars.
+        monitor: the stop rule / guard checks (``unlearning/stopping.py``), or None.
     """
 
     method: Method
@@ -199,6 +201,7 @@ class Run:
     device: torch.device
     callbacks: Sequence[Callback] = ()
     progress: bool = False
+    monitor: Monitor | None = None
 
 
 @dataclass
@@ -214,6 +217,9 @@ class RunOutcome:
         meta: resolved settings (``lr`` / ``eta``), ``optimizer_state_bytes``,
             ``retrained_from``.
         timings: seconds of the method's phases (SO: ``grad_seconds``, ``fisher_seconds``).
+        stopped_at: updates (SO: ladder rungs) in the returned model; None when the notion
+            does not apply (RT returning the task's retrained model).
+        stop_reason: why the run ended (``stopping.STOP_REASONS``).
     """
 
     model: nn.Module
@@ -223,6 +229,8 @@ class RunOutcome:
     error: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    stopped_at: int | None = None
+    stop_reason: str | None = None
 
 
 def _changes(sparse: SparseParams, model: nn.Module) -> dict[str, dict]:
@@ -250,35 +258,106 @@ def finetune_runner(run: Run) -> RunOutcome:
                            epochs=cfg.epochs, schedule=cfg.lr_schedule, max_steps=cfg.max_steps,
                            weight_decay=cfg.weight_decay, max_grad_norm=cfg.max_grad_norm,
                            after_step=sparse.sync_, callbacks=run.callbacks,
-                           progress=run.progress, history=history, name=m.name)
+                           progress=run.progress, history=history, name=m.name,
+                           monitor=run.monitor)
     return RunOutcome(model=run.model, history=history, changes=_changes(sparse, run.model),
                       n_trainable=n_trainable, error=outcome.error,
-                      meta={"lr": lr, "optimizer_state_bytes": outcome.optimizer_state_bytes})
+                      meta={"lr": lr, "optimizer_state_bytes": outcome.optimizer_state_bytes},
+                      stopped_at=outcome.steps, stop_reason=outcome.stop_reason)
+
+
+def eta_ladder(eta: float, rungs: int) -> list[float]:
+    """SO's η ladder: ``eta · 2^(i − rungs)`` for i = 1..rungs (the last rung is ``eta``)."""
+    return [eta * 2.0 ** (i - rungs) for i in range(1, rungs + 1)]
+
+
+_NOT_FINITE = "the SO update has NaN/inf entries (Fisher + damping too small?); not applied"
 
 
 def so_runner(run: Run) -> RunOutcome:
-    """θ* + η (F + λ)⁻¹ Σ∇ℓ_f on the trained tensors (Eq. 2 / 10), in one step."""
+    """θ* + η (F + λ)⁻¹ Σ∇ℓ_f on the trained tensors (Eq. 2 / 10), in one step.
+
+    With a stop rule or guard (``run.monitor``) SO has no steps to stop between; it walks
+    the η ladder instead (:func:`eta_ladder`, ``config.eta_ladder`` rungs up to η): the
+    forget gradient and Fisher are computed once, each rung sets θ = θ* + η_i (F + λ)⁻¹
+    Σ∇ℓ_f — exactly the one-shot update with ``eta = η_i`` — and is checked; the run keeps
+    the first rung where the rule holds (``criterion``), the last rung within the guard
+    (``guard``), or η itself (``eta ladder done``). ``stopped_at`` is the rung (0: θ*).
+    """
     cfg = run.config
     sparse = SparseParams(run.model, run.mask, include_head=cfg.include_head)
     n_trainable = sparse.n_trainable()
     eta = cfg.eta_for(run.mask is not None)
-    info = run_so(run.model, sparse, run.forget.epoch(0), run.fisher_retain(), run.kind,
-                  eta=eta, damping=cfg.damping, chunk=cfg.fisher_batch_size,
-                  progress=run.progress, engine=cfg.fisher_engine)
-    row = {"step": 0, **info}
-    error = None
-    if not info["finite"]:
-        error = "the SO update has NaN/inf entries (Fisher + damping too small?); not applied"
-        row["stopped"] = True
+    stats = so_sums(run.model, sparse, run.forget.epoch(0), run.fisher_retain(), run.kind,
+                    chunk=cfg.fisher_batch_size, progress=run.progress,
+                    engine=cfg.fisher_engine)
+    timings = {"grad_seconds": stats["grad_seconds"], "fisher_seconds": stats["fisher_seconds"]}
+    mon = run.monitor
+    if mon is None:
+        info = apply_so(sparse, stats, eta, cfg.damping)
+        row = {"step": 0, **info}
+        error = None
+        if not info["finite"]:
+            error = _NOT_FINITE
+            row["stopped"] = True
+        else:
+            for cb in run.callbacks:
+                extra = cb(1, run.model, row)
+                if extra:
+                    row.update(extra)
+        return RunOutcome(model=run.model, history=[row], changes=_changes(sparse, run.model),
+                          n_trainable=n_trainable, error=error, meta={"eta": eta},
+                          timings=timings, stopped_at=0 if error else 1,
+                          stop_reason=ERROR if error else ONE_SHOT)
+    return _so_ladder(run, sparse, stats, eta, mon, n_trainable, timings)
+
+
+def _so_ladder(run: Run, sparse: SparseParams, stats: dict, eta: float, mon: Monitor,
+               n_trainable: int, timings: dict) -> RunOutcome:
+    """The η ladder of :func:`so_runner`."""
+    cfg = run.config
+    etas = eta_ladder(eta, cfg.eta_ladder)
+    base = [t.detach().clone() for t in sparse.trainable()]
+
+    @torch.no_grad()
+    def set_rung(i: int) -> dict:
+        for t, b in zip(sparse.trainable(), base):
+            t.copy_(b)
+        sparse.sync_()
+        return apply_so(sparse, stats, etas[i - 1], cfg.damping) if i else {"finite": True}
+
+    history: list[dict] = []
+    error, reason, at = None, LADDER_DONE, len(etas)
+    if mon.check(0, run.model) == CRITERION:
+        reason, at = CRITERION, 0
     else:
-        for cb in run.callbacks:
-            extra = cb(1, run.model, row)
-            if extra:
-                row.update(extra)
-    return RunOutcome(model=run.model, history=[row], changes=_changes(sparse, run.model),
-                      n_trainable=n_trainable, error=error, meta={"eta": eta},
-                      timings={"grad_seconds": info["grad_seconds"],
-                               "fisher_seconds": info["fisher_seconds"]})
+        for i in range(1, len(etas) + 1):
+            info = set_rung(i)
+            row = {"step": i - 1, "eta": etas[i - 1], **info}
+            history.append(row)
+            if not info["finite"]:
+                error, reason, at = _NOT_FINITE, ERROR, i - 1
+                row["stopped"] = True
+                set_rung(at)
+                break
+            for cb in run.callbacks:
+                extra = cb(i, run.model, row)
+                if extra:
+                    row.update(extra)
+            verdict = mon.check(i, run.model)
+            row.update({k: v for k, v in mon.row_metrics().items() if k != "verdict"})
+            if verdict == GUARD:
+                reason, at = GUARD, mon.good_step
+                set_rung(at)
+                break
+            if verdict == CRITERION:
+                reason, at = CRITERION, i
+                break
+    del history[at + (error is not None):]  # the rows of the returned rung (+ a NaN row)
+    meta = {"eta": etas[at - 1] if at else 0.0, "eta_max": eta, "eta_ladder": etas}
+    return RunOutcome(model=run.model, history=history, changes=_changes(sparse, run.model),
+                      n_trainable=n_trainable, error=error, meta=meta, timings=timings,
+                      stopped_at=at, stop_reason=reason)
 
 
 def retrain_runner(run: Run) -> RunOutcome:
@@ -290,7 +369,8 @@ def retrain_runner(run: Run) -> RunOutcome:
     return RunOutcome(model=model, history=[{"step": 0, "source": "task.retrained_model"}],
                       changes=whole_changes(model),
                       n_trainable=sum(p.numel() for p in model.parameters()),
-                      meta={"retrained_from": "task.retrained_model"})
+                      meta={"retrained_from": "task.retrained_model"},
+                      stop_reason=RETRAINED)
 
 
 def npo_reads_retain(config: UnlearnConfig) -> bool:

@@ -3,10 +3,12 @@
 A run folder holds::
 
     config.json        method, selector, sparsity, seed, the full UnlearnConfig, the resolved
-                       lr/eta, task, model family, base-model fingerprint
+                       lr/eta, task, model family, base-model fingerprint, stopped_at and
+                       stop_reason
     mask/              the ModuleMask folder (``mape_viz.mask_io``), when the run had one
     metrics.json       history (per step), seconds, peak memory (and how it was measured),
-                       changed/trained parameter counts, final metrics, ok/error
+                       changed/trained parameter counts, final metrics, ok/error,
+                       stopped_at / stop_reason and the stop checks
     weights.safetensors  only what changed: per parameter ``<name>::values`` (the selected
                        slab) and ``<name>::index`` (its indices along ``dim``; the dims are in
                        the file's metadata); whole parameters as ``<name>::values`` alone
@@ -64,9 +66,10 @@ class UnlearnResult:
         seconds: wall time of the whole run (scoring + unlearning).
         peak_memory_bytes: see ``peak_memory_kind``.
         peak_memory_kind: ``"cuda_max_allocated"`` (``torch.cuda.max_memory_allocated``
-            during the run) or ``"cpu_maxrss_delta"`` (growth of the process's peak resident
-            set during the run — 0 when the run stayed below an earlier peak; ``tracemalloc``
-            is not used because it does not see torch's allocations).
+            during the run, after a reset at its start) or ``"cpu_rss_peak_delta"`` (the peak
+            resident set during the run above its starting RSS, sampled by a thread:
+            ``unlearning/memory.py``; ``tracemalloc`` is not used because it does not see
+            torch's allocations).
         n_changed_params: number of parameter entries that differ from the input model.
         n_trainable_params: number of entries the run was allowed to change.
         config: the ``UnlearnConfig``.
@@ -77,7 +80,15 @@ class UnlearnResult:
         scores: the module scores behind the mask (None for full/given masks).
         changes: what changed, per parameter ``{"dim": d | None, "index", "values"}`` (CPU).
         metrics: final evaluation metrics (filled by the caller, e.g. the CLI).
-        meta: resolved lr/eta, family, task, timings, base-model fingerprint.
+        meta: resolved lr/eta, family, task, timings, base-model fingerprint; with a stop
+            rule or guard ``meta["stop"]``: the rule, target, every check's metrics.
+        stopped_at: updates in the returned model (SO with a stop rule: the η-ladder rung;
+            plain SO: 1); the model is exactly the one after that many updates. None when
+            not applicable (RT returning the task's retrained model).
+        stop_reason: why the run ended: ``criterion`` (the stop rule held), ``max_steps``,
+            ``epochs done``, ``guard`` (the fidelity guard tripped: the model is the last
+            checked one within it), ``error`` (NaN/inf), ``one-shot`` (SO), ``eta ladder
+            done`` (SO: the rule never held up to η), ``retrained model`` (RT).
     """
 
     model: nn.Module
@@ -99,6 +110,13 @@ class UnlearnResult:
     changes: dict[str, dict] = field(default_factory=dict, repr=False)
     metrics: dict[str, Any] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
+    stopped_at: int | None = None
+    stop_reason: str | None = None
+
+    @property
+    def steps(self) -> int:
+        """Updates in the returned model (``stopped_at``; else the history's length)."""
+        return self.stopped_at if self.stopped_at is not None else len(self.history)
 
     def save(self, folder: str | os.PathLike, overwrite: bool = False,
              extra: dict[str, Any] | None = None) -> Path:
@@ -112,7 +130,8 @@ class UnlearnResult:
                 "peak_memory_kind": self.peak_memory_kind,
                 "n_changed_params": self.n_changed_params,
                 "n_trainable_params": self.n_trainable_params, "ok": self.ok,
-                "error": self.error, "steps": len(self.history), **self.metrics}
+                "error": self.error, "steps": self.steps, "stopped_at": self.stopped_at,
+                "stop_reason": self.stop_reason, **self.metrics}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -259,7 +278,8 @@ def save_run(result: UnlearnResult, folder: str | os.PathLike, overwrite: bool =
                "sparsity": result.sparsity, "seed": result.seed,
                "config": result.config.to_dict(), "weights": WEIGHTS,
                "mask": MASK if result.mask is not None else None,
-               **{k: v for k, v in result.meta.items() if k not in ("timings",)},
+               "stopped_at": result.stopped_at, "stop_reason": result.stop_reason,
+               **{k: v for k, v in result.meta.items() if k not in ("timings", "stop")},
                **(extra or {})}
         _write_json(tmp / CONFIG, cfg)
         if result.mask is not None:
@@ -270,7 +290,8 @@ def save_run(result: UnlearnResult, folder: str | os.PathLike, overwrite: bool =
                    "n_changed_params": result.n_changed_params,
                    "n_trainable_params": result.n_trainable_params,
                    "metrics": result.metrics, "timings": result.meta.get("timings", {}),
-                   "history": result.history}
+                   "stopped_at": result.stopped_at, "stop_reason": result.stop_reason,
+                   "stop": result.meta.get("stop"), "history": result.history}
         _write_json(tmp / METRICS, metrics)
         save_weights(result.changes, tmp / WEIGHTS)
     return folder

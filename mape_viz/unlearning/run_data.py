@@ -51,6 +51,11 @@ class RunData:
         task: the Task, if one was given.
         retrained: the task's ``retrained_model`` when the forget set is the task's own (the
             model trained on D_r alone), else None.
+        forget_rows: the forget rows as a dataset (task runs), for checks that generate.
+        unseen_model: a model that never saw the forget rows — the task's retrained model
+            when the forget rows are the task's forget rows or some of them — else None (the
+            target of ``stop_when='retrained'``, looked up only for that rule; RT still
+            returns ``retrained`` only for the task's own forget set).
     """
 
     model: nn.Module
@@ -62,6 +67,8 @@ class RunData:
     fisher_retain: Callable[[], list[Batch]] | None
     task: Any = None
     retrained: nn.Module | None = None
+    forget_rows: Any = None
+    unseen_model: nn.Module | None = None
 
 
 def _n_samples(batches: Sequence[Batch]) -> int:
@@ -207,11 +214,31 @@ def _task_data(task: Any, method: str, cfg: UnlearnConfig, forget: Any, retain: 
     has_retain = r_ds is not None
     r_src = source(r_ds, "retain", cfg.retain_batch_size or cfg.batch_size) if has_retain else None
     retrained = getattr(task, "retrained_model", None) if forget is None else None
+    unseen = retrained
+    if unseen is None and str(cfg.stop_when).strip().lower() == "retrained" \
+            and getattr(task, "retrained_model", None) is not None \
+            and rows_within(f_ds, task.forget):  # only the 'retrained' rule reads it
+        unseen = task.retrained_model
     bs = cfg.score_batch_size
     data = RunData(
         model=task.model, kind=kind, forget=f_src, retain=r_src,
         score_forget=listed(f_ds, 0, bs),
         score_retain=listed(r_ds, cfg.score_max_retain, bs) if has_retain else None,
         fisher_retain=listed(r_ds, cfg.fisher_max_samples, bs) if has_retain else None,
-        task=task, retrained=retrained)
+        task=task, retrained=retrained, forget_rows=f_ds if is_dataset(f_ds) else None,
+        unseen_model=unseen)
     return data, m
+
+
+def rows_within(rows: Any, of: Any) -> bool:
+    """Whether every row of ``rows`` is a row of ``of`` (two datasets): by the ``idx`` column
+    when both have one, else by equal column values. False for anything else."""
+    if not (is_dataset(rows) and is_dataset(of)) or len(rows) == 0:
+        return False
+    if "idx" in rows.column_names and "idx" in of.column_names:
+        return set(rows["idx"]) <= set(of["idx"])
+    cols = [c for c in rows.column_names if c in of.column_names]
+    if cols != list(rows.column_names):
+        return False
+    key = lambda r: tuple(repr(r[c]) for c in cols)  # noqa: E731
+    return {key(r) for r in rows} <= {key(r) for r in of}

@@ -295,15 +295,12 @@ def so_update(grad_f: list[torch.Tensor], fisher_sq_sum: list[torch.Tensor], n_r
     return [eta * g / (s / n_retain + damping) for g, s in zip(grad_f, fisher_sq_sum)]
 
 
-def run_so(model: nn.Module, sparse: SparseParams, forget: Iterable[Batch],
-           retain: Iterable[Batch], kind: str, *, eta: float, damping: float, chunk: int,
-           max_samples: int = 0, progress: bool = False, engine: str = "auto") -> dict[str, Any]:
-    """Apply the (MAPE-)SO update to ``model`` in place (only the trainable entries change).
-
-    Returns:
-        info dict: seconds of each phase, sample counts, update norms, and ``"finite"`` —
-        ``False`` when the update had NaN/inf entries, in which case nothing was applied.
-    """
+def so_sums(model: nn.Module, sparse: SparseParams, forget: Iterable[Batch],
+            retain: Iterable[Batch], kind: str, *, chunk: int, max_samples: int = 0,
+            progress: bool = False, engine: str = "auto") -> dict[str, Any]:
+    """The sums behind the SO update, computed once: ``grad`` (Σ_{D_f} ∇ℓ, one tensor per
+    ``sparse.trainable()``), ``fisher`` (Σ_{D_r} ∇ℓ², same shapes), the sample counts
+    ``n_forget`` / ``n_retain`` and the seconds of both passes."""
     t0 = time.perf_counter()
     g, n_f = grad_sum(model, sparse, forget, kind, progress)
     t1 = time.perf_counter()
@@ -312,12 +309,37 @@ def run_so(model: nn.Module, sparse: SparseParams, forget: Iterable[Batch],
     t2 = time.perf_counter()
     if n_f == 0:
         raise ValueError("the forget set is empty: nothing to unlearn")
-    upd = so_update(g, s, n_r, eta, damping)
+    return {"grad": g, "fisher": s, "n_forget": n_f, "n_retain": n_r,
+            "grad_seconds": t1 - t0, "fisher_seconds": t2 - t1}
+
+
+def apply_so(sparse: SparseParams, sums: dict[str, Any], eta: float,
+             damping: float) -> dict[str, Any]:
+    """Add ``η · Σ∇ℓ_f / (F + λ)`` (from :func:`so_sums`) to the trainable entries, unless it
+    has NaN/inf entries. Returns ``finite``, ``update_norm``, ``update_max``, ``n_forget``,
+    ``n_retain``."""
+    upd = so_update(sums["grad"], sums["fisher"], sums["n_retain"], eta, damping)
     finite = all(bool(torch.isfinite(u).all()) for u in upd)
     if finite:
         sparse.add_(upd)
     sq = sum(float((u.double() ** 2).sum()) for u in upd) if finite else float("nan")
-    return {"grad_seconds": t1 - t0, "fisher_seconds": t2 - t1, "n_forget": n_f,
-            "n_retain": n_r, "update_norm": sq ** 0.5, "finite": finite,
+    return {"n_forget": sums["n_forget"], "n_retain": sums["n_retain"],
+            "update_norm": sq ** 0.5, "finite": finite,
             "update_max": max((float(u.abs().max()) for u in upd if u.numel()), default=0.0)
             if finite else float("nan")}
+
+
+def run_so(model: nn.Module, sparse: SparseParams, forget: Iterable[Batch],
+           retain: Iterable[Batch], kind: str, *, eta: float, damping: float, chunk: int,
+           max_samples: int = 0, progress: bool = False, engine: str = "auto") -> dict[str, Any]:
+    """Apply the (MAPE-)SO update to ``model`` in place (only the trainable entries change):
+    :func:`so_sums` then :func:`apply_so`.
+
+    Returns:
+        info dict: seconds of each phase, sample counts, update norms, and ``"finite"`` —
+        ``False`` when the update had NaN/inf entries, in which case nothing was applied.
+    """
+    sums = so_sums(model, sparse, forget, retain, kind, chunk=chunk, max_samples=max_samples,
+                   progress=progress, engine=engine)
+    return {"grad_seconds": sums["grad_seconds"], "fisher_seconds": sums["fisher_seconds"],
+            **apply_so(sparse, sums, eta, damping)}
