@@ -4,6 +4,7 @@
     mape-viz bench --task toy-sentiment --quick        # fewer methods / samples
     mape-viz bench --task tiny-tofu --quick --figures
     mape-viz bench --task toy-sentiment --experiments compare,relearn,sweep,successive
+    mape-viz bench --task toy-sentiment --experiments frontier --quick --figures
 
 Prints a Table-2-shaped markdown table (efficacy: forget score ↓, MIA ↓; fidelity: retain and
 test score ↑; seconds) and writes, into ``--out`` (refused if it exists, unless
@@ -13,6 +14,12 @@ test score ↑; seconds) and writes, into ``--out`` (refused if it exists, unles
 - ``<experiment>.csv`` — one CSV of tidy records per experiment;
 - ``table.md`` — the printed table and the command that made it;
 - ``figures/*.html`` with ``--figures`` — offline HTML figures (``mape_viz.viz``).
+
+``--experiments frontier`` (:mod:`mape_viz.experiments.frontier`) runs a step-size grid
+(``--grid``: factors of each run's lr / η) × seeds per method × selector; ``frontier.csv``
+holds every run with ``on_front``, ``records.json`` the summary and the rule, and
+``table.md`` the Table-2-shaped frontier table computed by that one rule (fidelity at equal
+efficacy, efficacy at equal fidelity, seed spread); ``figures/frontier.html`` the figure.
 
 Tuned settings are the ``bench`` rows of :mod:`mape_viz.presets` (docs/design.md §8): the
 learning rates each task's runs take, laid under ``--override`` and any hyperparameter flag
@@ -25,6 +32,7 @@ rows). See docs/design.md §9 for the command line.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import platform
 import sys
 import time
@@ -44,7 +52,7 @@ from ..unlearning.result import atomic_dir
 from ._flags import (UsageError, add_dataclass_flags, csv_list, dataclass_overrides, key_values,
                      merge_targets, target_overrides)
 
-EXPERIMENTS = ("compare", "sweep", "successive", "relearn")
+EXPERIMENTS = ("compare", "sweep", "successive", "relearn", "frontier")
 SWEEP_SPARSITIES = ("0.5", "0.7", "0.9", "0.95")
 SEEDS = ("0", "1", "2")
 N_REQUESTS = 4       # successive: requests the forget set is cut into
@@ -52,7 +60,10 @@ RELEARN_EPOCHS = 5   # relearn: epochs of the attack
 
 #: ``--quick``: what shrinks (each can still be set explicitly).
 QUICK = {"methods": "ga,npo", "selectors": "full,mape", "eval_max_samples": 300, "sa_max_steps": 60,
-         "relearn_epochs": 3, "sparsities": "0.5,0.9", "n_requests": 2}
+         "relearn_epochs": 3, "sparsities": "0.5,0.9", "n_requests": 2,
+         "grid": ",".join(f"{m:g}" for m in ex.frontier.QUICK_MULTIPLIERS)}
+#: frontier: (efficacy, fidelity) record columns per task kind (default: forget / test).
+FRONTIER_COLUMNS = {"causal_lm": ("forget_rouge", "model_utility")}
 
 LABELS = {"forget": "forget acc.", "retain": "retain acc.", "test": "test acc.", "mia": "MIA",
           "forget_rouge": "forget ROUGE", "forget_prob": "forget prob.",
@@ -114,6 +125,16 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                      help=f"successive: number of requests (default {N_REQUESTS})")
     run.add_argument("--relearn-epochs", type=int, default=None,
                      help=f"relearn: epochs (default {RELEARN_EPOCHS})")
+    run.add_argument("--grid", help="frontier: comma list of step-size factors applied to each "
+                                    "run's lr (eta for SO) (default: "
+                                    f"{','.join(f'{m:g}' for m in ex.DEFAULT_MULTIPLIERS)}; "
+                                    f"--quick: {QUICK['grid']})")
+    run.add_argument("--efficacy-margin", type=float, default=0.05,
+                     help="frontier: equal efficacy = RT's forget score + this (default: "
+                          "%(default)s = 5 points)")
+    run.add_argument("--fidelity-margin", type=float, default=0.01,
+                     help="frontier: equal fidelity = the original's test score − this "
+                          "(default: %(default)s = 1 point)")
     run.add_argument("--relearn-lr", type=float, default=None,
                      help=f"relearn: learning rate (default {ex.DEFAULT_LR:g}, the tiny models' "
                           f"training scale; the paper's {ex.PAPER_LR:g} barely moves them)")
@@ -229,6 +250,17 @@ def run_bench(args: argparse.Namespace) -> int:
             ex.sweep_plan(["ga"], ["mape"], sweep_sps, grans)  # validates both lists
     except ValueError as e:
         raise UsageError(f"--sparsities / --granularities: {e}") from e
+    fc = None
+    if "frontier" in exps:
+        try:
+            grid = [float(v) for v in csv_list(args.grid) or QUICK["grid"].split(",")] \
+                if (args.grid or args.quick) else list(ex.DEFAULT_MULTIPLIERS)
+            fc = ex.FrontierConfig(selectors=tuple(selectors), sparsity=args.sparsity,
+                                   multipliers=tuple(grid), seeds=tuple(seeds),
+                                   efficacy_margin=args.efficacy_margin,
+                                   fidelity_margin=args.fidelity_margin)
+        except ValueError as e:
+            raise UsageError(f"--grid / --efficacy-margin / --fidelity-margin: {e}") from e
     user_over = target_overrides(args.override)
     try:
         cfg = UnlearnConfig.from_dict(dataclass_overrides(args))
@@ -291,10 +323,22 @@ def run_bench(args: argparse.Namespace) -> int:
             epochs, 0.2, lr, sparsity=args.sparsity, config=cfg, overrides=overrides,
             seed=seeds[0], eval_max_samples=eval_max, device=device, progress=progress)
 
+    front = None
+    if fc is not None:
+        eff, fid = FRONTIER_COLUMNS.get(kind, ("forget", "test"))
+        fc = dataclasses.replace(fc, methods=tuple(methods), efficacy=eff, fidelity=fid)
+        front = ex.run_frontier(task, fc, config=cfg, overrides=overrides,
+                                eval_max_samples=eval_max, device=device, progress=progress)
+        results["frontier"] = front.rows()
+
     command = _command_line(args)
     table = comparison_markdown_for(results["compare"], kind) if results.get("compare") else ""
+    if front is not None:
+        table += ("\n" if table else "") + "Efficacy–fidelity frontier\n\n" + front.markdown()
     seconds = time.perf_counter() - t_start
     figs = _figures(kind, results) if args.figures else {}
+    if args.figures and front is not None:
+        figs["frontier"] = viz.frontier(front)
 
     doc = {"format": "mape-viz-bench/1", "command": command, "task": args.task,
            "task_options": opts, "kind": kind, "quick": bool(args.quick),
@@ -305,6 +349,8 @@ def run_bench(args: argparse.Namespace) -> int:
            "environment": {"python": platform.python_version(), "torch": torch.__version__,
                            "platform": platform.platform()},
            "table": table, "experiments": results}
+    if front is not None:
+        doc["frontier"] = {k: v for k, v in front.to_dict().items() if k != "records"}
     with atomic_dir(out, overwrite=args.overwrite) as tmp:
         ex.write_json(doc, tmp / "records.json")
         for name, recs in results.items():
@@ -345,13 +391,16 @@ def _command_line(args: argparse.Namespace) -> str:
     for flag in ("no_rt", "no_sa", "no_bench_defaults", "quick", "figures", "overwrite", "quiet"):
         if getattr(args, flag):
             parts.append(f"--{flag.replace('_', '-')}")
-    for flag in ("eval_max_samples", "n_requests", "relearn_epochs", "relearn_lr", "out",
+    for flag in ("eval_max_samples", "n_requests", "relearn_epochs", "relearn_lr", "grid", "out",
                  "device"):
         v = getattr(args, flag)
         if v is not None:
             parts += [f"--{flag.replace('_', '-')}", str(v)]
     if args.threads != 1:
         parts += ["--threads", str(args.threads)]
+    for flag, default in (("efficacy_margin", 0.05), ("fidelity_margin", 0.01)):
+        if getattr(args, flag) != default:
+            parts += [f"--{flag.replace('_', '-')}", f"{getattr(args, flag):g}"]
     for mo in args.override or ():
         parts += ["--override", mo]
     for k, v in dataclass_overrides(args).items():

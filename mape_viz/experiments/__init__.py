@@ -8,6 +8,8 @@ docs/design.md §6).
   :mod:`~mape_viz.experiments.successive_requests`);
 - :func:`relearn` — the relearning attack, forget metrics per epoch (Fig. 4);
 - :func:`compare_methods` — method × selector with Original / RT / SA rows (Table 2, 3);
+- :func:`run_frontier` — step-size grid × seeds per method × selector, Pareto fronts and the
+  Table-2 summary by one rule (:mod:`~mape_viz.experiments.frontier`);
 - :mod:`~mape_viz.experiments.records` — markdown / CSV / JSON writers for records.
 
 Every experiment takes a :class:`mape_viz.tasks.Task`, a base config and ``overrides`` by
@@ -29,6 +31,9 @@ from ._common import (COMPARE_SELECTORS, DEFAULT_METHODS, check_overrides, confi
                       default_methods, display_name, eval_view, evaluate_model, is_masked,
                       run_record)
 from .compare import compare_methods, compare_plan
+from .frontier import (DEFAULT_MULTIPLIERS, FrontierConfig, FrontierResult, at_efficacy,
+                       at_fidelity, frontier_markdown, frontier_plan, pareto_front, run_frontier,
+                       summarise)
 from .records import (comparison_markdown, markdown_table, read_csv, read_json, score_aliases,
                       table_columns, write_csv, write_json)
 from .relearn import DEFAULT_LR, PAPER_LR, relearn, relearn_model, relearn_split
@@ -42,4 +47,6 @@ __all__ = [
     "write_json", "read_json", "score_aliases", "table_columns", "default_methods",
     "display_name", "evaluate_model", "eval_view", "run_record", "is_masked",
     "COMPARE_SELECTORS", "DEFAULT_METHODS", "config_for", "check_overrides",
+    "run_frontier", "frontier_plan", "FrontierConfig", "FrontierResult", "pareto_front",
+    "at_efficacy", "at_fidelity", "summarise", "frontier_markdown", "DEFAULT_MULTIPLIERS",
 ]

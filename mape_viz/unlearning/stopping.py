@@ -35,6 +35,7 @@ was reached without the rule holding) and ``retrained model`` (RT returned the t
 
 from __future__ import annotations
 
+import copy
 import random
 import re
 import time
@@ -318,6 +319,17 @@ class Monitor:
                 "check_seconds": sum(c["seconds"] for c in self.checks)}
 
 
+def once(make: Callable[[], list[dict]]) -> Callable[[], list[dict]]:
+    """``make`` called on first use only (the forget rows are collated once per run)."""
+    cache: list[list[dict]] = []
+
+    def get() -> list[dict]:
+        if not cache:
+            cache.append(make())
+        return cache[0]
+    return get
+
+
 def build_monitor(cfg: Any, data: Any, device: torch.device, seed: int = 0) -> Monitor | None:
     """The run's :class:`Monitor`, or None when neither a stop rule nor a guard is set.
 
@@ -343,9 +355,9 @@ def build_monitor(cfg: Any, data: Any, device: torch.device, seed: int = 0) -> M
         name = rule.metric(kind)
         mon.metric_name = name
         if name == "forget_acc":
-            mon.forget_metric = forget_accuracy(data.score_forget)
+            mon.forget_metric = forget_accuracy(once(data.score_forget))
         elif name == "forget_prob":
-            mon.forget_metric = answer_probability(data.score_forget)
+            mon.forget_metric = answer_probability(once(data.score_forget))
         else:
             if task is None or data.forget_rows is None:
                 raise ValueError(f"stop_when={rule.text!r} on ROUGE needs a Task (questions, "
@@ -360,7 +372,8 @@ def build_monitor(cfg: Any, data: Any, device: torch.device, seed: int = 0) -> M
                                  "forget rows (the task's retrained model, when the forget rows "
                                  "are among the task's forget rows); this run has none — use "
                                  f"{'forget-acc' if name == 'forget_acc' else 'rouge'}<=X")
-            ref = ref.to(device) if next(ref.parameters()).device != device else ref
+            if next(ref.parameters()).device != device:  # .to() would move the task's model
+                ref = copy.deepcopy(ref).to(device)
             mon.target = mon.forget_metric(ref)
     if cfg.guard_drop is not None:
         if kind != "classification":
