@@ -37,7 +37,8 @@ from .base import TASKS, Task, coerce_dataclass
 from .collate import CausalLMCollator, ClassificationCollator
 from .columns import check_columns, classification_columns, qa_columns
 from .finetune_base import CPU_MAX_LENGTH, CPU_RECIPE, finetune
-from .forget_spec import ID_COLUMN, ForgetOption, ForgetPlan, flip_labels, plan_forget
+from .forget_spec import (ID_COLUMN, ForgetOption, ForgetPlan, flip_labels, parse_forget,
+                          plan_forget)
 from .hub import load_config_and_tokenizer, load_pretrained
 from .local import kind_of_model
 from .readers import DataError, DataFiles, DataSource, find_split, open_data
@@ -612,10 +613,10 @@ def causal_lm_qa(data: DataFiles | None = None, model: str | os.PathLike | None 
         train_ds = _with_ids(source.split(train_name))
         cols = qa_columns(train_ds, f"training split {source.describe(train_name)}",
                           question_column, answer_column)
-        plan = plan_forget(train_ds, forget, seed, n_forget)
-        if plan.label_flip:
+        if parse_forget(forget).kind == "label-flip":
             raise DataError("label-flip is for classification; forget question-answer rows by "
                             "ids, a file, a column or at random")
+        plan = plan_forget(train_ds, forget, seed, n_forget)
         forget_ds, retain_ds = split_train(train_ds, plan.positions)
         desc = plan.description
         sources = {"train": source.describe(train_name)}

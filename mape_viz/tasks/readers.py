@@ -22,6 +22,7 @@ from __future__ import annotations
 import csv
 import os
 import re
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,11 +73,15 @@ def _stem(path: Path) -> str:
 
 
 def _read_table(path: Path, fmt: str) -> Dataset:
-    if fmt == "tsv":
-        frame = pd.read_csv(path, sep="\t", quoting=csv.QUOTE_NONE, keep_default_na=False,
-                            na_values=[], encoding="utf-8")
-    else:
-        frame = pd.read_csv(path, encoding="utf-8")
+    # index_col=False: a row with more fields than the header is an error, not an index
+    # (pandas only warns when it is the first row: that warning is made an error too)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", pd.errors.ParserWarning)
+        if fmt == "tsv":
+            frame = pd.read_csv(path, sep="\t", quoting=csv.QUOTE_NONE, keep_default_na=False,
+                                na_values=[], encoding="utf-8", index_col=False)
+        else:
+            frame = pd.read_csv(path, encoding="utf-8", index_col=False)
     if frame.empty:
         raise DataError(f"{path} has a header but no rows")
     return Dataset.from_pandas(frame, preserve_index=False)
