@@ -61,6 +61,21 @@ PRESETS: tuple[Preset, ...] = (
            "small-batch steps with a decaying lr, and a bigger retain batch per step to keep "
            "the rule (test accuracy). Tuned on MAPE-GD at 90 % sparsity "
            "(tests/test_unlearn_slow.py: canary accuracy 0.0625, test accuracy 0.994)."),
+    Preset("text-classification", None, "library", "*",
+           dict(stop_when="flipped", guard_drop=0.03, epochs=5),
+           "A user's pretrained classifier: stop as soon as every forget row's prediction left "
+           "its training label (label-flip rows: the flipped label), and never let held-out "
+           "accuracy fall more than 3 points (issue #12: NPO/SO at the library defaults took "
+           "a pretrained BERT from 0.81 to 0.52-0.55). Up to 5 epochs: the stop rule ends "
+           "the run earlier. Not tuned here on a real checkpoint."),
+    Preset("text-classification", None, "library", "full", dict(lr=1e-5, eta=1e-8),
+           "Lower end of the paper's full-model ranges (Appendix D.2: lr 1e-5..5e-5, "
+           "eta 1e-8..1e-7): a pretrained model is moved as little as the stop rule allows."),
+    Preset("text-classification", None, "library", "masked", dict(lr=1e-4, eta=8e-8),
+           "Lower end of the paper's module-aware ranges (lr 1e-4..5e-4, MAPE-SO eta "
+           "8e-8..8e-7 at 90 % sparsity)."),
+    Preset("text-classification", None, "library", "npo", dict(npo_retain_weight=1.0),
+           "NPO with the retain term (GD-style), so utility is held while the forget rows move."),
     # ---- bench -----------------------------------------------------------------------------
     Preset("toy-sentiment", None, "bench", "full", dict(lr=5e-4),
            "Largest of {5e-4, 2e-3, 5e-3} keeping test accuracy >= 95 % (original 99.4 %); "
