@@ -200,7 +200,9 @@ def prepare_classification(source: DataSource, *, text_column: str | None = None
                          f"(column {cols.label!r} absent or empty): set aside, not evaluated")
     if test is None:
         _note(notes, f"no labelled held-out split in {source.origin} (looked for validation / "
-                     f"dev / test): task.test is None, held-out accuracy is not measured")
+                     f"dev / test): task.test is None, held-out accuracy is not measured and "
+                     f"a fidelity guard (guard_drop) has nothing to check; add a dev file or "
+                     f"name one with test_split=")
     else:
         sources["test"] = source.describe(test_name)
 
