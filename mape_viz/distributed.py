@@ -84,6 +84,13 @@ def is_main_process() -> bool:
     return process_info().is_main
 
 
+def barrier(info: ProcessInfo | None = None) -> None:
+    """Wait until every process gets here (a no-op in one process)."""
+    info = info or process_info()
+    if info.world > 1:
+        PartialState().wait_for_everyone()
+
+
 def shard(batches: Iterable[T], info: ProcessInfo | None = None) -> Iterator[tuple[int, T]]:
     """``(global index, batch)`` for this process's batches: ``i % world == rank``.
 
