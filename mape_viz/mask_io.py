@@ -4,7 +4,9 @@ Format: ``path`` is a **folder** holding two files,
 
 * ``mask.safetensors`` — tensors: ``heads`` / ``filters`` (bool), ``warm_start.heads`` /
   ``warm_start.filters`` (bool, when there is a warm start), ``cost_before.<kind>`` /
-  ``cost_after.<kind>`` ((L,), float64 from :func:`~mape_viz.selection.select_modules`);
+  ``cost_after.<kind>`` ((L,), float64 from :func:`~mape_viz.selection.select_modules`),
+  ``entries.<parameter name>`` (bool, the entries kept inside each selected slab by
+  ``mape+wanda``; absent for module-level masks);
 * ``mask.json`` — ``{"format": "mape_viz.ModuleMask", "version": 1, "meta": {...},
   "swaps": [{"layer", "kind", "entered", "left", "delta", "round"}, ...]}``; ``meta`` holds the
   model family, shapes, sparsity, objective, selector, seed, exact_gap, ... as given.
@@ -75,10 +77,13 @@ def save_mask(mask: ModuleMask, path: str | os.PathLike, overwrite: bool = False
     for name, costs in (("cost_before", mask.cost_before), ("cost_after", mask.cost_after)):
         for kind, t in costs.items():
             tensors[f"{name}.{kind}"] = t.detach().cpu().contiguous()  # dtype kept: exact round trip
+    for name, t in (mask.entries or {}).items():
+        tensors[f"entries.{name}"] = _bool_tensor(t, f"entries.{name}")
     doc = {
         "format": FORMAT,
         "version": VERSION,
         "has_warm_start": mask.warm_start is not None,
+        "has_entries": mask.entries is not None,
         "meta": mask.meta,
         "swaps": [
             {
@@ -145,10 +150,13 @@ def load_mask(path: str | os.PathLike) -> ModuleMask:
     if doc.get("has_warm_start"):
         warm = ModuleTerms(**{k: tensors[f"warm_start.{k}"] for k in MODULE_KINDS})
     costs: dict[str, dict[str, torch.Tensor]] = {"cost_before": {}, "cost_after": {}}
+    entries: dict[str, torch.Tensor] = {}
     for key, t in tensors.items():
-        name, _, kind = key.partition(".")
+        name, _, rest = key.partition(".")
         if name in costs:
-            costs[name][kind] = t
+            costs[name][rest] = t
+        elif name == "entries":
+            entries[rest] = t
     return ModuleMask(
         heads=tensors["heads"],
         filters=tensors["filters"],
@@ -156,5 +164,6 @@ def load_mask(path: str | os.PathLike) -> ModuleMask:
         swaps=[SwapRecord(**s) for s in doc["swaps"]],
         cost_before=costs["cost_before"],
         cost_after=costs["cost_after"],
+        entries=entries if doc.get("has_entries") else None,
         meta=doc["meta"],
     )

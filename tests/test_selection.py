@@ -656,6 +656,19 @@ def test_save_load_round_trip(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["mask"]  # no temporary leftovers
 
 
+def test_save_load_round_trip_keeps_wanda_entries(tmp_path):
+    m = select_modules(make_scores(seed=4), 0.75, refine="greedy")
+    g = torch.Generator().manual_seed(0)
+    m.entries = {"bert.encoder.layer.0.attention.self.query.weight": torch.rand(8, 16, generator=g) > 0.9,
+                 "bert.encoder.layer.1.output.dense.bias": torch.rand(4, generator=g) > 0.5}
+    back = load_mask(save_mask(m, tmp_path / "mask"))
+    assert_masks_equal(m, back)
+    assert back.entries.keys() == m.entries.keys()
+    for name, t in m.entries.items():
+        assert back.entries[name].dtype == torch.bool and torch.equal(back.entries[name], t)
+    assert load_mask(save_mask(select_modules(make_scores(seed=4), 0.75), tmp_path / "plain")).entries is None
+
+
 def test_save_refuses_overwrite(tmp_path):
     sc = make_scores(seed=4)
     m1 = select_modules(sc, 0.75, refine=None)
