@@ -13,6 +13,7 @@ is the one-process identity, and no process group is created.
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Mapping, Sequence, TypeVar
 
@@ -89,6 +90,20 @@ def barrier(info: ProcessInfo | None = None) -> None:
     info = info or process_info()
     if info.world > 1:
         PartialState().wait_for_everyone()
+
+
+@contextmanager
+def main_process_first(info: ProcessInfo | None = None) -> Iterator[None]:
+    """Rank 0 runs the block first, the others after it (e.g. loading a task that builds a
+    cache: rank 0 writes it, the others read it). Plain block in one process."""
+    info = info or process_info()
+    if not info.is_main:
+        barrier(info)
+    try:
+        yield
+    finally:  # also when rank 0 fails: the others then meet the same error themselves
+        if info.is_main:
+            barrier(info)
 
 
 def shard(batches: Iterable[T], info: ProcessInfo | None = None) -> Iterator[tuple[int, T]]:

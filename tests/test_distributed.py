@@ -13,15 +13,19 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from conftest import FAMILIES, make_batch, make_model
 from dist_worker import WORKER_FAMILIES, OneShot, batches
 from dist_worker import run as run_worker
+from test_byod import _glue_folder  # a GLUE-style folder and a tiny classifier, on disk
+from mape_viz.cli import main as cli_main
 from mape_viz.distributed import ProcessInfo, process_info, shard
 from mape_viz.gradients import (accumulate_mask_grads, autocast_dtype, frozen,
                                 per_sample_mask_grads, scoring_autocast, trim_padding)
 from mape_viz.losses import per_sample_loss
+from mape_viz.mask_io import load_mask
 from mape_viz.masking import apply_masks
 from mape_viz.sitemaps import get_sites
 
@@ -98,6 +102,35 @@ def test_two_processes_give_one_process_scores_and_masks(two_and_one, fam, objec
         assert torch.equal(a, b) if isinstance(a, torch.Tensor) else a == b
     # the factor is the first MAX_FACTOR Fisher-set samples, gathered across the ranks
     assert single["factor_heads"].shape[0] == 7
+
+
+@pytest.mark.slow
+def test_cli_score_under_two_processes_writes_the_one_process_folder(tmp_path, monkeypatch):
+    accelerate = shutil.which("accelerate")
+    if accelerate is None:
+        pytest.skip("the accelerate CLI is not on PATH")
+    monkeypatch.setenv("MAPE_VIZ_CACHE", str(tmp_path / "cache1"))
+    data, model = _glue_folder(tmp_path)
+    argv = ["score", "--model", model, "--data", data, "--forget", "ids:0,1,2",
+            "--sparsity", "0.5", "--quiet"]
+    one, two = tmp_path / "one" / "s", tmp_path / "two" / "s"
+    assert cli_main(argv + ["--out", str(one), "--device", "cpu"]) == 0
+    env = dict(_env(), MAPE_VIZ_CACHE=str(tmp_path / "cache2"))
+    proc = subprocess.run([accelerate, *LAUNCH, "-m", "mape_viz.cli", *argv, "--out", str(two)],
+                          env=env, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert [p.name for p in two.parent.iterdir()] == ["s"]  # one folder, no rank's leftovers
+    assert proc.stderr.count("scored ") == 1  # only rank 0 reports and writes
+    names = sorted(str(p.relative_to(one)) for p in one.rglob("*"))
+    assert sorted(str(p.relative_to(two)) for p in two.rglob("*")) == names
+    ref, got = load_file(one / "scores.safetensors"), load_file(two / "scores.safetensors")
+    for key, t in ref.items():
+        torch.testing.assert_close(got[key], t, rtol=1e-6, atol=1e-6 * float(t.abs().max()), msg=key)
+    m1, m2 = load_mask(one / "mask"), load_mask(two / "mask")
+    assert torch.equal(m1.heads, m2.heads) and torch.equal(m1.filters, m2.filters)
+    s1, s2 = (json.loads((d / "summary.json").read_text()) for d in (one, two))
+    assert {k: v for k, v in s1.items() if k != "seconds"} == \
+        {k: v for k, v in s2.items() if k != "seconds"}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -18,6 +18,10 @@ folder (written whole into a temporary sibling, then renamed):
 
 An existing ``--out`` is refused unless ``--overwrite``, which replaces only a folder this
 command wrote.
+
+Under ``accelerate launch`` (docs/scale.md) every process scores its shard of the batches and
+holds the combined scores; rank 0 loads the task first (the others then read its caches), each
+process runs on its own device, and only rank 0 writes the folder.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ import torch
 from safetensors.torch import save_file
 
 from ..choices import describe, list_methods, list_selectors
+from ..distributed import main_process_first, process_info
 from ..mask_io import save_mask
 from ..scores import OBJECTIVES
 from ..types import MODULE_KINDS, ModuleMask, ModuleScores
@@ -153,19 +158,28 @@ def run_score(args: argparse.Namespace) -> int:
         base = base.get("config", base)
     if args.objective:
         base["objective"] = args.objective
-    task, record = task_from_arguments(args, front_end="library")
+    info = process_info()
+    with main_process_first(info):
+        task, record = task_from_arguments(args, front_end="library")
     try:
         cfg = as_config(base or None, task, method=args.method, selector=args.selector,
                         masked=True)
     except (TypeError, ValueError) as err:
         raise UsageError(str(err)) from err
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if args.device:
+        device = torch.device(args.device)
+    elif info.distributed:
+        device = info.device  # one device per process
+    else:
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     task.model.to(device)
     data, method = resolve_data(task, args.method, cfg, seed=args.seed)
     start = time.perf_counter()
     scores, mask = make_mask(task.model, data, method.objective, args.selector, args.sparsity,
                              cfg, args.seed, not args.quiet)
     seconds = time.perf_counter() - start
+    if not info.is_main:
+        return 0  # rank 0 writes the folder
 
     tmp = out.parent / f".tmp-{out.name}-{uuid.uuid4().hex[:8]}"
     try:
