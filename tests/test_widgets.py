@@ -333,6 +333,36 @@ def test_unlearn_panel_starts_from_the_presets():
     assert cfg.epochs == 7 and cfg.lr == full["lr"]
 
 
+def test_unlearn_panel_stop_when_forgotten():
+    """Stop when forgotten is a shown control that starts from the notebook presets, reaches
+    the run's config, and the status line reports the step the run stopped at and why."""
+    from mape_viz.presets import preset_values
+
+    calls = []
+
+    def stopping_unlearn(task, method, selector, sparsity, config, *, callbacks=()):
+        calls.append(config)
+        history = [{"step": s, "epoch": 0, "loss": 1.5 - s} for s in range(3)]
+        return SimpleNamespace(model="unlearned", mask=None, history=history, stopped_at=2,
+                               stop_reason="criterion")
+
+    task = FakeTask(name="toy-sentiment", kind="classification", forget=fake_task().forget,
+                    model="original", meta={})
+    panel = UnlearnPanel(task, stopping_unlearn, fake_evaluate, predict_fn=fake_predict)
+    c = panel.controls
+    c["method"].value = "ga"
+    preset = preset_values("toy-sentiment", "notebook", "ga", "mape", masked=True)["stop_when"]
+    assert c["hp"]["stop_when"].value == preset
+    c["selector"].value = "full"                      # shown for full runs too
+    assert c["hp"]["stop_when"].value == preset
+    c["hp"]["stop_when"].value = "forget-acc<=0.5"
+    panel.run()
+    assert panel.error is None, panel.error
+    assert calls[-1].stop_when == "forget-acc<=0.5"
+    # stopped_at (2), not the history's length (3), is the number of steps in the model
+    assert "2 steps (stopped: criterion)" in panel.status.value
+
+
 def test_ui_package_imports_no_gradio():
     """The ui package (app logic, widgets, explorer state) never imports Gradio; app.py does."""
     import ast

@@ -27,11 +27,14 @@ from .figure_pane import FigurePane, WidgetBase
 from .panel_views import (default_predict, field_widget, history_figure, metrics_table,
                           predictions_table)
 
-__all__ = ["MASK_FIELDS", "UnlearnPanel"]
+__all__ = ["MASK_FIELDS", "STOP_FIELDS", "UnlearnPanel"]
 
 #: The mask settings the panel shows for a masked run (the rest of the ``select`` group of
 #: ``UnlearnConfig`` keeps its value).
 MASK_FIELDS = ("refine", "granularity")
+#: Fields shown for every method (when the config class has them): stop when forgotten
+#: (docs/design.md §5), on by default in the notebooks' presets.
+STOP_FIELDS = ("stop_when",)
 
 
 class UnlearnPanel(WidgetBase):
@@ -55,7 +58,8 @@ class UnlearnPanel(WidgetBase):
             built by :func:`~mape_viz.unlearning.as_config` with the presets underneath; None →
             ``config`` is passed as a dict of the shown fields).
         fields: method -> config field names to show (default the method's
-            ``Method.main_fields``, plus :data:`MASK_FIELDS` for masked runs).
+            ``Method.main_fields``, plus :data:`STOP_FIELDS` and, for masked runs,
+            :data:`MASK_FIELDS`).
         front_end: whose presets (:mod:`mape_viz.presets`) the controls start from and the
             run reads underneath the shown values (default ``"notebook"``).
         predict_fn: ``predict_fn(task, model, rows) -> list`` (default :func:`default_predict`).
@@ -147,6 +151,7 @@ class UnlearnPanel(WidgetBase):
             names = list(self._fields.get(method, ()))
         else:
             names = list(METHODS.get(method).main_fields) if method in METHODS else []
+            names += [f for f in STOP_FIELDS if f not in names]
         if self._masked():
             names += [f for f in MASK_FIELDS if f not in names]
         if self.config_cls is not None and dataclasses.is_dataclass(self.config_cls):
@@ -287,7 +292,10 @@ class UnlearnPanel(WidgetBase):
     def _draw(self, result: Any, seconds: float) -> None:
         c = self.controls
         mask = getattr(result, "mask", None)
-        steps = len(getattr(result, "history", None) or [])
+        steps = getattr(result, "stopped_at", None)
+        if steps is None:
+            steps = len(getattr(result, "history", None) or [])
+        reason = getattr(result, "stop_reason", None)
         sel = "all parameters" if mask is None else ", ".join(
             f"{v}/{int(mask[k].numel())} {k}" for k, v in mask.n_selected().items())
         warn = ""
@@ -296,7 +304,9 @@ class UnlearnPanel(WidgetBase):
                     f"{html.escape(str(getattr(result, 'error', '')))}</span>")
         self.status.value = (f"<b>{html.escape(str(c['method'].value))}</b> with "
                              f"<b>{html.escape(str(c['selector'].value))}</b> · updated: {sel} · "
-                             f"{steps} steps · {seconds:.1f} s{warn}")
+                             f"{steps} steps"
+                             + (f" (stopped: {html.escape(str(reason))})" if reason else "")
+                             + f" · {seconds:.1f} s{warn}")
         self.metrics_html.value = metrics_table(self.before, self.after)
         self.predictions_html.value = predictions_table(
             self.forget_rows, self.predictions.get("before", []), self.predictions.get("after", []))
