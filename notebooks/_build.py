@@ -866,7 +866,9 @@ grouped-query attention, selecting a query head also frees the K/V rows of its g
 """),
     code('''
 forget_batches = list(task.batches(task.forget, BATCH_SIZE))
-retain_batches = list(task.batches(task.retain.shuffle(seed=0).select(range(N_RETAIN_SCORE)), BATCH_SIZE))
+# at most N_RETAIN_SCORE retain questions, a shuffled selection (the retain set may be smaller)
+n_retain = min(N_RETAIN_SCORE, len(task.retain))
+retain_batches = list(task.batches(task.retain.shuffle(seed=0).select(range(n_retain)), BATCH_SIZE))
 scores = score_modules(task.model, forget_batches, retain_batches, objective="mlf")
 mask = select_modules(scores, sparsity=SPARSITY, refine="greedy")
 print(mask.n_selected(), "selected;", len(mask.swaps), "greedy swaps")
@@ -924,10 +926,20 @@ pushes towards "I don't know"-style answers on the forgotten authors; NPO just l
 likelihood of the true answers. Without `QUICK` the task uses 40 authors and the full
 evaluation sets, and GA / GD join the comparison.
 
-*A caveat about this toy:* the tiny model is trained on one answer template and never sees
-the paraphrased wording, so its truth ratios mostly measure wording, not facts. Read forget
-quality and model utility here as a demonstration of the metrics, not as results.
+As in TOFU, each perturbed answer is a *wrong version of the paraphrased answer* (for world
+facts and real authors, whose paraphrase is the answer itself, a wrong version of the
+answer), so the truth ratio compares a right and a wrong fact in the same wording, and model
+utility is a real measurement (the cell below prints this run's values). A tiny model on a
+small synthetic corpus: read the numbers as a demonstration of the metrics, not as results.
 """),
+    code('''
+by_name = {(r["method"], r["selector"]): r for r in records}
+print(f"model utility: original {by_name['original', 'full']['model_utility']:.3f}, "
+      f"retrained {by_name['rt', 'full']['model_utility']:.3f}")
+for (method, selector), r in by_name.items():
+    if method not in ("original", "rt"):
+        print(f"{method:>4} / {selector:<4}: forget quality {r['forget_quality']:.3g}, "
+              f"model utility {r['model_utility']:.3f}")'''),
 ]
 
 NOTEBOOKS = {
