@@ -10,12 +10,17 @@ stopped run's model must equal the run with ``max_steps`` = that step, bit for b
 from __future__ import annotations
 
 import json
+import random
 import warnings
 
 import pytest
 import torch
 
 from conftest import make_batch, make_model
+from mape_viz import load_task
+from mape_viz.cli import build_parser
+from mape_viz.cli._flags import dataclass_overrides
+from mape_viz.metrics import evaluate
 from mape_viz.sitemaps import get_sites
 from mape_viz.types import ModuleMask
 from mape_viz.unlearning import UnlearnConfig, read_run, unlearn
@@ -175,7 +180,6 @@ def test_guard_returns_the_last_checked_model_within_it(task, mask):
 
 def test_guard_check_set_is_a_seeded_subsample(task, mask):
     res = run(task, "ga", mask, lr=1e-4, guard_drop=0.5, guard_rows=5, max_steps=1)
-    import random
     idx = sorted(random.Random(0).sample(range(len(task.test)), 5))
     assert res.meta["stop"]["start_guard_acc"] == accuracy_of(task.model, task,
                                                               task.test.select(idx))
@@ -277,12 +281,10 @@ def test_run_folder_records_where_and_why_the_run_stopped(task, mask, tmp_path):
     json.dumps(folder["metrics"])
 
 
-def test_cli_flags_for_stop_and_guard(tmp_path, capsys):
-    from mape_viz.cli import build_parser
+def test_cli_flags_for_stop_and_guard():
     args = build_parser().parse_args(["unlearn", "--task", "x", "--method", "ga",
                                       "--stop-when", "forget-acc<=0.1", "--stop-every", "5",
                                       "--guard-drop", "0.03", "--guard-rows", "128"])
-    from mape_viz.cli._flags import dataclass_overrides
     assert dataclass_overrides(args) == {"stop_when": "forget-acc<=0.1", "stop_every": 5,
                                          "guard_drop": 0.03, "guard_rows": 128}
 
@@ -317,3 +319,43 @@ def test_unlearn_peak_memory_is_never_zero_for_a_run_that_allocated():
     assert res.peak_memory_kind == "cpu_rss_peak_delta"
     # at least the working copy of the model and AdamW's two moments of every parameter
     assert res.peak_memory_bytes >= 2 * n_bytes
+
+
+# ---------------------------------------------------------------------------------------------
+# On the embedded world (slow: loads toy-sentiment-small, trained and cached on first use)
+
+
+@pytest.mark.slow
+def test_one_canary_flipped_with_stop_and_guard_on_the_toy_world():
+    """One canary, MAPE-GA at the app's step size: with ``stop_when='flipped'`` the run stops
+    at the first step where the canary's prediction leaves its training label (checked
+    against the per-step loop), and the test accuracy it keeps is at least that of the run
+    that takes every step; the guard on the full run keeps the last model within 2 points."""
+    world = load_task("toy-sentiment-small", forget="canaries")
+    one = world.forget.select([0])
+    cfg = dict(lr=2e-3, epochs=20, batch_size=16, score_max_retain=256, lr_schedule="constant")
+    series = [1.0]
+
+    def cb(step, model, row):
+        series.append(accuracy_of(model, world, one))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        every = unlearn(world, "ga", "mape", 0.9, UnlearnConfig(**cfg), forget=one,
+                        callbacks=[cb])
+        stopped = unlearn(world, "ga", "mape", 0.9, UnlearnConfig(**cfg, stop_when="flipped"),
+                          forget=one)
+    s = series.index(0.0)
+    assert (stopped.stopped_at, stopped.stop_reason) == (s, "criterion") and s < 20
+    test = lambda m: evaluate(world.replace(forget=None, retain=None), m)["test_acc"]  # noqa
+    assert test(stopped.model) >= test(every.model)
+    guarded = unlearn(world, "ga", "full", 0.0,
+                      UnlearnConfig(lr=5e-3, epochs=40, batch_size=4, guard_drop=0.02,
+                                    guard_rows=256))
+    stop = guarded.meta["stop"]
+    assert guarded.stop_reason == "guard"
+    assert stop["checks"][-1]["guard_acc"] < stop["start_guard_acc"] - 0.02
+    kept = next(c for c in stop["checks"] if c["step"] == guarded.stopped_at)
+    assert kept["guard_acc"] >= stop["start_guard_acc"] - 0.02
+    idx = sorted(random.Random(0).sample(range(len(world.test)), 256))
+    assert accuracy_of(guarded.model, world, world.test.select(idx)) == kept["guard_acc"]
