@@ -26,7 +26,9 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from ..presets import preset_values
+from ..scores import OBJECTIVES
 from ..selection import GRANULARITIES, REFINE_MODES
+from ..wanda import WANDA_SPARSITY
 from .second_order import FISHER_ENGINES
 from .stopping import STOP_RULE_FORMS, parse_stop_rule
 
@@ -60,6 +62,10 @@ class UnlearnConfig:
         granularity: which modules a mask may select: ``both``, ``heads`` or ``filters``.
         score_batch_size: batch size of the scoring passes.
         score_max_retain: score on at most this many retain samples (0 = all).
+        objective: the scoring objective of MAPE masks (``OBJECTIVES``: ``mlr``, ``mlf``,
+            ``mlf-argmax``); None = the method's own (``mlr`` for SO, ``mlf`` otherwise).
+        wanda_sparsity: ``mape+wanda`` only: fraction of each selected slice's entries kept
+            frozen (the largest |W|·‖X‖ are trained; the paper's 0.9).
         include_head: also update the task head (classifier / LM head, unless tied to the
             embeddings) in module-aware runs. Embeddings, norms and shared biases stay frozen.
         eta: SO unlearning rate η (None: 5e-8 full, 4e-7 module-aware).
@@ -112,6 +118,10 @@ class UnlearnConfig:
     score_batch_size: int = _f(32, "batch size of the scoring passes", "select")
     score_max_retain: int = _f(1024, "score on at most this many retain samples (0 = all)",
                                "select")
+    objective: str | None = _f(None, "scoring objective of MAPE masks (default: the method's)",
+                               "select", choices=tuple(OBJECTIVES))
+    wanda_sparsity: float = _f(WANDA_SPARSITY, "mape+wanda: fraction of each selected slice's "
+                               "entries left frozen", "select")
     include_head: bool = _f(False, "also update the task head in module-aware runs", "common")
     # second order
     eta: float | None = _f(None, "SO unlearning rate eta (default 5e-8 full, 4e-7 module-aware)",
@@ -157,7 +167,8 @@ class UnlearnConfig:
         for f in dataclasses.fields(self):
             choices = f.metadata.get("choices")
             value = getattr(self, f.name)
-            if choices and value not in choices and not (f.name == "refine" and value is None):
+            if choices and value not in choices and not (f.name in ("refine", "objective")
+                                                         and value is None):
                 problems.append(f"{f.name}={value!r} (accepted: {', '.join(choices)})")
         for name in ("score_batch_size", "fisher_batch_size", "batch_size", "epochs",
                      "stop_every", "eta_ladder"):
@@ -171,6 +182,9 @@ class UnlearnConfig:
                      "npo_retain_weight"):
             if not float(getattr(self, name)) >= 0:
                 problems.append(f"{name}={getattr(self, name)!r} (must be >= 0)")
+        if isinstance(self.wanda_sparsity, bool) or not (
+                isinstance(self.wanda_sparsity, (int, float)) and 0.0 <= self.wanda_sparsity < 1.0):
+            problems.append(f"wanda_sparsity={self.wanda_sparsity!r} (must be in [0, 1))")
         try:
             parse_stop_rule(self.stop_when)
         except ValueError as e:

@@ -34,7 +34,7 @@ from ..scores import SELECTORS, WANDA_SELECTOR, score_modules
 from ..selection import select_modules
 from ..sitemaps import get_sites
 from ..types import ModuleMask, ModuleScores
-from ..wanda import WANDA_SPARSITY, restrict_to_wanda
+from ..wanda import restrict_to_wanda
 from .config import UnlearnConfig, as_config
 from .finetune import Callback
 from .memory import MemoryMeter
@@ -60,11 +60,10 @@ def make_mask(model: nn.Module, data: RunData, objective: str, selector: str, sp
     the method's objective) and select the top ``1 − sparsity`` per kind (the lowest for
     ``mlf-argmax``); MAPE masks are refined by ``cfg.refine``. ``mape+wanda`` then keeps,
     inside the selected modules, the entries with the largest Wanda score on the forget set
-    at ``cfg.wanda_sparsity`` (:mod:`mape_viz.wanda`; the paper's 0.9 when the config has no
-    such field)."""
+    at ``cfg.wanda_sparsity`` (:mod:`mape_viz.wanda`)."""
     if data.score_retain is None:
         raise ValueError("scoring needs a retain set: pass retain=")
-    objective = getattr(cfg, "objective", None) or objective
+    objective = cfg.objective or objective
     scores = score_modules(model, data.score_forget(), data.score_retain(), objective=objective,
                            selector=selector, kind=data.kind, seed=seed, progress=progress)
     mape = selector in ("mape", WANDA_SELECTOR)
@@ -73,7 +72,7 @@ def make_mask(model: nn.Module, data: RunData, objective: str, selector: str, sp
                           refine=refine, seed=seed)
     if selector == WANDA_SELECTOR:
         mask = restrict_to_wanda(model, mask, data.score_forget(),
-                                 getattr(cfg, "wanda_sparsity", WANDA_SPARSITY), progress)
+                                 cfg.wanda_sparsity, progress)
     return scores, mask
 
 
