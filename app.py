@@ -26,9 +26,6 @@ from mape_viz.viz import sparsity_curves
 
 log = logging.getLogger("mape_viz.app")
 
-SAMPLE_HEADERS = ["id", "text", "label", "rule label", "canary", "prediction", "confidence"]
-BEFORE_AFTER_HEADERS = ["id", "text", "label", "rule label", "before", "conf. before", "after",
-                        "conf. after"]
 METRIC_HEADERS = ["model", "forget acc", "retain acc", "test acc", "MIA: forget as member",
                   "MIA AUC"]
 #: Sparsities the sweep tab offers (and the two it starts with).
@@ -78,6 +75,11 @@ def build_app(ctx: L.AppContext | None = None, task: str = "toy-sentiment",
     first_method = "ga" if "ga" in methods else methods[0]
     preset = L.app_config(ctx.task, first_method, "mape")  # what the controls start from
     first_canary = ctx.canary_ids()[:1]
+    # the landing page already shows which heads matter for the first canary
+    landing = L.compute_scores(ctx, None, first_canary, "mlf", "mape")
+    L.select(landing, 0.9, preset.granularity, preset.refine or "none")
+    landing_figs = L.explore_figures(landing)
+    landing_md = L.mask_summary(landing) + "\n\n" + L.prediction_summary(ctx, first_canary)
 
     # ---- handlers: compose app_logic calls --------------------------------------------------
     @friendly
@@ -113,12 +115,46 @@ def build_app(ctx: L.AppContext | None = None, task: str = "toy-sentiment",
         return state, L.mask_summary(state), figs["heads"], figs["filters"], figs["per_layer"], figs["swaps"]
 
     @friendly
-    def on_unlearn(ids_text, method, selector, sparsity, lr, epochs,
+    def on_unlearn(ids_text, method, modules, objective, selector, granularity, sparsity, refine,
+                   lr, epochs, with_full, state, request: gr.Request,
                    progress=gr.Progress(track_tqdm=True)):
         ids = L.parse_ids(ids_text, ctx)
+        sparsity = L.check_number("sparsity", sparsity, 0.0, 1.0)
+        lr = L.check_number("learning rate", lr, 0.0, empty_ok=True) or None
+        epochs = L.check_number("epochs", epochs, 1, integer=True)
+        cancel = ctx.cancel_event(getattr(request, "session_hash", None))
+        cancel.clear()
+        mask, note = None, ""
+        if modules == "explore":
+            progress(0, desc="mask from Explore")
+            state, mask, rescored = L.unlearn_mask(ctx, state, ids, objective, selector,
+                                                   granularity, sparsity, refine)
+            note = L.mask_line(mask, rescored)
         progress(0, desc=f"unlearning {len(ids)} sample(s)")
-        run = L.run_unlearn(ctx, ids, method, selector, sparsity, lr, int(epochs))
-        return run, L.run_summary(run), L.before_after_table(ctx, run), L.metrics_table(run)
+        try:
+            run = L.run_unlearn(ctx, ids, method, selector if modules == "explore" else "full",
+                                sparsity, lr, epochs, mask=mask, mask_note=note,
+                                with_full=bool(with_full), cancel=cancel)
+        except L.Cancelled as e:
+            log.info("run cancelled (%s)", e)
+            return state, None, f"cancelled ({e})", None, None, None
+        return (state, run, L.run_summary(run), L.before_after_table(ctx, run),
+                L.metrics_table(run), L.compare_table(run))
+
+    def on_cancel(request: gr.Request):
+        ctx.cancel_event(getattr(request, "session_hash", None)).set()
+        return "cancelled"
+
+    def on_close(request: gr.Request):
+        ctx.cancel_event(getattr(request, "session_hash", None)).set()
+
+    @friendly
+    def on_budget(ids_text, method, epochs):
+        try:
+            ids = L.parse_ids(ids_text, ctx)
+        except ValueError as e:
+            return str(e)
+        return L.expected_steps(ctx, ids, method, int(epochs))
 
     @friendly
     def on_sweep(ids_text, method, selectors, sparsities, epochs, lr):
@@ -137,7 +173,7 @@ def build_app(ctx: L.AppContext | None = None, task: str = "toy-sentiment",
     # ---- layout ---------------------------------------------------------------------------
     with gr.Blocks(title="mape_viz — module-aware unlearning") as demo:
         gr.Markdown(INTRO)
-        explore_state = gr.State(None)
+        explore_state = gr.State(landing)
         run_state = gr.State(None)
         ids_box = gr.Textbox(label="Forget set: training sample ids (comma-separated, or 'canaries')",
                              value=", ".join(map(str, first_canary)), elem_id="forget-ids")
@@ -146,7 +182,7 @@ def build_app(ctx: L.AppContext | None = None, task: str = "toy-sentiment",
                 search = gr.Textbox(label="Search the training set (a word, or 'canaries')",
                                     value="canaries", scale=3)
                 canaries_btn = gr.Button("Forget all canaries", scale=1)
-            table = gr.Dataframe(value=L.sample_table(ctx, "canaries"), headers=SAMPLE_HEADERS,
+            table = gr.Dataframe(value=L.sample_table(ctx, "canaries"), headers=L.sample_headers(ctx),
                                  interactive=False, max_height=260, wrap=True,
                                  label="Click a row to add it to the forget set")
             with gr.Row():
@@ -162,26 +198,35 @@ def build_app(ctx: L.AppContext | None = None, task: str = "toy-sentiment",
                                   info="; ".join(f"{m}: {describe('refine', m)}"
                                                  for m in list_refine_modes()))
                 score_btn = gr.Button("Compute scores", variant="primary", elem_id="score-btn")
-            summary = gr.Markdown(elem_id="explore-summary")
+            summary = gr.Markdown(landing_md, elem_id="explore-summary")
             with gr.Row():
-                heads_plot = gr.Plot(label="Heads")
-                filters_plot = gr.Plot(label="Filters")
+                heads_plot = gr.Plot(landing_figs["heads"], label="Heads")
+                filters_plot = gr.Plot(landing_figs["filters"], label="Filters")
             with gr.Row():
-                bars_plot = gr.Plot(label="Selected per layer")
-                swaps_plot = gr.Plot(label="Greedy-swap changes")
+                bars_plot = gr.Plot(landing_figs["per_layer"], label="Selected per layer")
+                swaps_plot = gr.Plot(landing_figs["swaps"], label="Greedy-swap changes")
         with gr.Tab("Unlearn", id="unlearn"):
             with gr.Row():
                 method = gr.Dropdown(methods, value=first_method, label="Method")
-                u_selector = gr.Dropdown(list_selectors(), value="mape", label="Selector")
-                u_sparsity = gr.Slider(0.0, 0.99, value=0.9, step=0.01, label="Sparsity")
+                modules = gr.Radio([("mask from Explore (its selector, objective, sparsity, "
+                                     "granularity, refinement)", "explore"),
+                                    ("full model", "full")], value="explore", label="Modules")
+                with_full = gr.Checkbox(True, label="also run the full model (side by side)")
             with gr.Row():
-                lr = gr.Number(value=preset.lr, label="Learning rate (empty = method default)")
+                lr = gr.Number(value=preset.lr, label="Learning rate (empty = preset)")
                 epochs = gr.Slider(1, 50, value=preset.epochs, step=1,
-                                   label="Epochs over the forget set")
+                                   label="Epochs (over the forget set; SA/RT: over the retain "
+                                         "set, capped)")
                 run_btn = gr.Button("Unlearn", variant="primary", elem_id="unlearn-btn")
-                cancel_btn = gr.Button("Cancel")
+                cancel_btn = gr.Button("Cancel", elem_id="cancel-btn")
+            budget = gr.Markdown(L.expected_steps(ctx, first_canary, first_method, preset.epochs),
+                                 elem_id="run-budget")
             run_summary = gr.Markdown(elem_id="run-summary")
-            before_after = gr.Dataframe(headers=BEFORE_AFTER_HEADERS, label="Forget samples: before / after",
+            compare = gr.Dataframe(headers=list(L.COMPARE_COLUMNS), elem_id="compare",
+                                   label="Module-aware vs full model, same request",
+                                   interactive=False)
+            before_after = gr.Dataframe(headers=L.before_after_headers(ctx),
+                                        label="Forget samples: before / after",
                                         interactive=False, wrap=True)
             metrics = gr.Dataframe(headers=METRIC_HEADERS, label="Metrics", interactive=False)
         with gr.Tab("Sweep", id="sweep"):
@@ -210,9 +255,17 @@ def build_app(ctx: L.AppContext | None = None, task: str = "toy-sentiment",
         for ctl in (sparsity, refine, granularity):
             ctl.change(on_redraw, [granularity, sparsity, refine, explore_state], explore_out,
                        api_name=False, show_progress="hidden")
-        run_event = run_btn.click(on_unlearn, [ids_box, method, u_selector, u_sparsity, lr, epochs],
-                                  [run_state, run_summary, before_after, metrics], api_name="unlearn")
-        cancel_btn.click(None, None, None, cancels=[run_event])
+        run_event = run_btn.click(
+            on_unlearn, [ids_box, method, modules, objective, selector, granularity, sparsity,
+                         refine, lr, epochs, with_full, explore_state],
+            [explore_state, run_state, run_summary, before_after, metrics, compare],
+            api_name="unlearn", concurrency_id="work")
+        cancel_btn.click(on_cancel, None, run_summary, cancels=[run_event], api_name="cancel",
+                         queue=False)
+        for ctl in (ids_box, method, epochs):
+            ctl.change(on_budget, [ids_box, method, epochs], budget, api_name=False,
+                       show_progress="hidden")
+        demo.unload(on_close)
         sweep_btn.click(on_sweep, [ids_box, s_method, s_selectors, s_sparsities, s_epochs, s_lr],
                         [sweep_plot, sweep_table], api_name="sweep")
         export_btn.click(on_export, [run_state, explore_state], files, api_name="export")

@@ -18,7 +18,7 @@ A row targets the runs it applies to, least specific first (later targets win):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
 #: front end -> who reads its rows.
@@ -106,6 +106,22 @@ PRESETS: tuple[Preset, ...] = (
            "single canaries to the rule's label with a constant 2e-3 over 20 epochs; 1e-3 x 20 "
            "flipped 6 of 8, 2e-3 x 10 flipped 5 of 8. Scores use 256 retain samples so that "
            "'Compute scores' answers in about 2 s."),
+    Preset("toy-sentiment", None, "app", "*",
+           dict(stop_when="flipped", stop_every=2, max_steps=400),
+           "Stop when forgotten (issue #11: a run that always took all its steps flipped "
+           "canary 56 but cost 28 points of test accuracy): every forget row's prediction "
+           "must leave its training label, checked every 2 steps on the forget rows only; "
+           "400 steps bound every run (the app's stated budget)."),
+    Preset("toy-sentiment", None, "app", "sa", dict(epochs=1, max_steps=120, lr=5e-4),
+           "SA and RT pass over the retain set (3,872 rows), not the forget set: one epoch, "
+           "capped at 120 steps (issue #11: uncapped they ran 80,000 steps for one sample)."),
+    Preset("toy-sentiment", None, "app", "rt", dict(epochs=1, max_steps=120, lr=1e-3),
+           "RT retrains on the retain set: one epoch capped at 120 steps, as SA."),
+    Preset("toy-sentiment", None, "app", "so", dict(eta=1e-4),
+           "SO is one Newton step: the bench's MAPE-SO eta, walked up the eta ladder until "
+           "the stop rule holds (SO and GD at the old app defaults flipped nothing)."),
+    Preset("toy-sentiment", None, "app", "gd", dict(lr=5e-3),
+           "GD's retain term pulls against the forget term: a larger step than GA's 2e-3."),
     # ---- notebooks -------------------------------------------------------------------------
     Preset("toy-sentiment", None, "notebook", "*", dict(epochs=5, stop_when="flipped"),
            "Five passes over the forget set keep every notebook run within seconds; stop when "
@@ -124,9 +140,16 @@ PRESETS: tuple[Preset, ...] = (
            "Tuned on tiny-tofu: larger steps collapse the tiny LM."),
 )
 
+# The app serves the smaller world (``toy-sentiment-small``) with the same rows.
+PRESETS += tuple(replace(p, task="toy-sentiment-small") for p in PRESETS
+                 if p.task == "toy-sentiment" and p.front_end == "app")
+
 #: Task options each front end loads a task with, when the user gives none.
 TASK_OPTIONS: dict[tuple[str, str], dict[str, Any]] = {
     ("toy-sentiment", "bench"): {"forget": "canaries"},
+    # the app's retrained reference must be the model trained without the canaries
+    ("toy-sentiment", "app"): {"forget": "canaries"},
+    ("toy-sentiment-small", "app"): {"forget": "canaries"},
 }
 
 

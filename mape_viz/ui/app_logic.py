@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,10 +26,11 @@ from datasets import concatenate_datasets
 from ..experiments import is_masked, run_record
 from ..mask_io import save_mask
 from ..metrics import evaluate, predict_proba
+from ..presets import task_options
 from ..scores import SELECTORS, score_modules
 from ..tasks import Task, load_task
 from ..types import ModuleMask
-from ..unlearning import UnlearnConfig, as_config, unlearn
+from ..unlearning import METHODS, UnlearnConfig, as_config, unlearn
 from .explorer import ExplorerState, Scorer, mask_summary as summarize, view_figure
 
 #: The most samples one request may name (a UI guard: every run scores and trains on them).
@@ -36,6 +38,23 @@ MAX_FORGET = 64
 #: Columns of a sweep record shown in the app (the run records carry more).
 SWEEP_COLUMNS = ("method", "selector", "granularity", "sparsity", "forget_acc", "retain_acc",
                  "test_acc", "mia", "seconds")
+#: Columns of the side-by-side table (:func:`compare_table`).
+COMPARE_COLUMNS = ("run", "parameters changed", "steps", "stop reason", "forget flipped",
+                   "test acc change", "MIA")
+
+
+class Cancelled(Exception):
+    """Raised inside a run when its session pressed Cancel or closed the tab."""
+
+
+def cancel_callback(event: threading.Event | None) -> Callable:
+    """An engine callback (``cb(step, model, row)``) that stops the run once ``event`` is set."""
+    def check(step: int, model: Any, row: Any) -> None:
+        if event is not None and event.is_set():
+            raise Cancelled(f"cancelled at step {step}")
+    return check
+
+
 #: Metric columns of the metrics table, in order.
 METRIC_COLUMNS = ("forget_acc", "retain_acc", "test_acc", "mia", "mia_auc")
 
@@ -75,6 +94,11 @@ class AppContext:
     predictions: list[tuple[int, float]]
     retain_for_scoring: int
     checksum: str = ""
+    cancel_events: dict[str, threading.Event] = field(default_factory=dict)
+
+    def cancel_event(self, session: str | None) -> threading.Event:
+        """The cancel flag of one browser session (created cleared on first use)."""
+        return self.cancel_events.setdefault(str(session), threading.Event())
 
     @classmethod
     def load(cls, task: str = "toy-sentiment", model_dir: str | None = None,
@@ -82,6 +106,7 @@ class AppContext:
         """Load (or build and cache) the task; ``model_dir`` swaps in a local safetensors model."""
         if model_dir is not None:
             options["model"] = model_dir
+        options = {**task_options(task, "app"), **options}  # toy world: forget = the canaries
         t = load_task(task, **options)
         if t.kind != "classification":
             raise ValueError(f"the app serves classification tasks; {task!r} is {t.kind!r}")
@@ -115,7 +140,33 @@ class AppContext:
         return [(int(p.argmax()), float(p.max())) for p in probs]
 
     def canary_ids(self) -> list[int]:
-        return [i for i, c in enumerate(self.train["is_canary"]) if c]
+        """The toy world's canaries; on a task without them, its forget rows (label-flip rows
+        play the canaries' role)."""
+        if "is_canary" in self.train.column_names:
+            return [i for i, c in enumerate(self.train["is_canary"]) if c]
+        return self.reference_ids()
+
+    def reference_ids(self) -> list[int]:
+        """Rows the task's retrained model was trained without (its forget set)."""
+        return sorted(int(i) for i in self.task.forget["idx"])
+
+    def reference_label(self) -> str:
+        """Name of the retrained reference row, saying exactly which rows it excluded."""
+        ids = self.reference_ids()
+        canaries = "is_canary" in self.train.column_names and ids == self.canary_ids()
+        what = f"the {len(ids)} canaries" if canaries else f"the task's {len(ids)} forget rows"
+        shown = ", ".join(map(str, ids[:6])) + (", …" if len(ids) > 6 else "")
+        return f"retrained without {what} (ids {shown})"
+
+    def reference_note(self, ids: Sequence[int]) -> str | None:
+        """None when the retrained reference applies to forgetting ``ids``, else why not."""
+        if self.task.retrained_model is None:
+            return "No retrained reference: this task has no model trained without its forget rows."
+        outside = sorted(set(map(int, ids)) - set(self.reference_ids()))
+        if outside:
+            return (f"No retrained reference: ids {outside[:8]} are not among the rows the "
+                    f"retrained model excluded ({self.reference_label()}), so it saw them.")
+        return None
 
     def label(self, index: int) -> str:
         names = self.task.label_names or ["0", "1"]
@@ -155,18 +206,46 @@ def parse_ids(text: str | Sequence[int] | None, ctx: AppContext) -> list[int]:
     return ids
 
 
+def toy_columns(ctx: AppContext) -> list[str]:
+    """The toy-only columns (``rule label``, ``canary``) this task's rows have."""
+    have = set(ctx.train.column_names)
+    return [name for name, col in (("rule label", "rule_label"), ("canary", "is_canary"))
+            if col in have]
+
+
+def sample_headers(ctx: AppContext) -> list[str]:
+    """Headers of :func:`sample_table` (toy-only columns only when present)."""
+    return ["id", "text", "label", *toy_columns(ctx), "prediction", "confidence"]
+
+
+def before_after_headers(ctx: AppContext) -> list[str]:
+    """Headers of :func:`before_after_table`."""
+    return ["id", "text", "label", *(["rule label"] if "rule label" in toy_columns(ctx) else []),
+            "before", "conf. before", "after", "conf. after"]
+
+
+def _toy_cells(ctx: AppContext, row: Mapping[str, Any], canary: bool = True) -> list[Any]:
+    cols = toy_columns(ctx)
+    out = [ctx.label(row["rule_label"])] if "rule label" in cols else []
+    if canary and "canary" in cols:
+        out.append(bool(row["is_canary"]))
+    return out
+
+
 def sample_table(ctx: AppContext, query: str = "", limit: int = 200) -> list[list[Any]]:
-    """Rows of the searchable sample table: id, text, label, rule label, canary, prediction, confidence."""
+    """Rows of the searchable sample table (:func:`sample_headers`); ``canaries`` lists the
+    canaries (or, without them, the task's forget rows)."""
     q = (query or "").strip().lower()
+    special = set(ctx.canary_ids()) if q == "canaries" else None
     out = []
     for i, row in enumerate(ctx.train):
-        if q == "canaries" and not row["is_canary"]:
+        if special is not None and i not in special:
             continue
-        if q and q != "canaries" and q not in row["text"].lower():
+        if q and special is None and q not in row["text"].lower():
             continue
         pred, conf = ctx.predictions[i]
-        out.append([i, row["text"], ctx.label(row["label"]), ctx.label(row["rule_label"]),
-                    bool(row["is_canary"]), ctx.label(pred), round(conf, 4)])
+        out.append([i, row["text"], ctx.label(row["label"]), *_toy_cells(ctx, row),
+                    ctx.label(pred), round(conf, 4)])
         if len(out) >= limit:
             break
     return out
@@ -176,6 +255,43 @@ def prediction_summary(ctx: AppContext, ids: Sequence[int], limit: int = 8) -> s
     """'#3: predicts **positive** (97.1%); ...' for the first ``limit`` of ``ids``."""
     return "; ".join(f"#{i}: predicts **{ctx.label(ctx.predictions[i][0])}** "
                      f"({ctx.predictions[i][1]:.1%})" for i in list(ids)[:limit])
+
+
+def check_number(name: str, value: Any, low: float, high: float | None = None, *,
+                 empty_ok: bool = False, integer: bool = False) -> float | None:
+    """One rule for every numeric box of the app: ``low <= value < high`` (``high`` None: no
+    upper bound); ``empty_ok``: None/'' allowed (returns None). Clear error otherwise."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        if empty_ok:
+            return None
+        raise ValueError(f"{name} is empty; accepted: a number >= {low:g}"
+                         + (f" and < {high:g}" if high is not None else ""))
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number, got {value!r}") from None
+    if v != v or v < low or (high is not None and v >= high) or (integer and v != int(v)):
+        accepted = f"{'an integer' if integer else 'a number'} >= {low:g}" + \
+            (f" and < {high:g}" if high is not None else "")
+        raise ValueError(f"{name}={value!r} is out of range; accepted: {accepted}")
+    return int(v) if integer else v
+
+
+def expected_steps(ctx: AppContext, ids: Sequence[int], method: str, epochs: int,
+                   selector: str = "mape") -> str:
+    """The run's budget before it starts: steps = min(max_steps, epochs x batches), where SA
+    and RT pass over the retain set and the other methods over the forget set."""
+    cfg = app_config(ctx.task, method, selector, {"epochs": int(epochs)})
+    over_retain = method in ("sa", "rt")
+    n = len(ctx.train) - len(ids) if over_retain else len(ids)
+    per_epoch = -(-n // max(1, cfg.batch_size))
+    steps = cfg.epochs * per_epoch if method != "so" else 1
+    capped = bool(cfg.max_steps) and steps > cfg.max_steps
+    steps = min(steps, cfg.max_steps) if cfg.max_steps else steps
+    where = f"{n} retain rows" if over_retain else f"{n} forget row(s)"
+    return (f"Budget: at most {steps} steps ({cfg.epochs} epoch(s) over {where}, batch "
+            f"{cfg.batch_size}{', capped at max_steps' if capped else ''}); stops earlier when "
+            f"{cfg.stop_when} (checked every {cfg.stop_every} steps).")
 
 
 # -- explore -------------------------------------------------------------------------------
@@ -219,15 +335,43 @@ def mask_summary(state: ExplorerState) -> str:
 
 # -- unlearn -------------------------------------------------------------------------------
 
+def unlearn_mask(ctx: AppContext, state: ExplorerState | None, ids: list[int], objective: str,
+                 selector: str, granularity: str, sparsity: float, refine: str
+                 ) -> tuple[ExplorerState, ModuleMask, bool]:
+    """The mask Explore shows for these settings: (state, mask, rescored). Scores are computed
+    again only when the forget set or the (objective, selector) changed; the selection at
+    (granularity, sparsity, refine) comes from the same cache Explore draws from."""
+    before = None if state is None else (state.forget_key, state.n_scorer_calls)
+    state = compute_scores(ctx, state, ids, objective, selector)
+    rescored = before is None or before != (state.forget_key, state.n_scorer_calls)
+    return state, select(state, sparsity, granularity, refine), rescored
+
+
+def mask_line(mask: ModuleMask | None, rescored: bool = False) -> str:
+    """'mask from Explore: a of N heads, b of M filters' (or the full model)."""
+    if mask is None:
+        return "full model: every parameter may change"
+    n = mask.n_selected()
+    return (f"mask from Explore: {n['heads']} of {int(mask['heads'].numel())} heads, "
+            f"{n['filters']} of {int(mask['filters'].numel())} filters"
+            + (" (scored now: the forget set or scoring settings changed)" if rescored else ""))
+
+
 @dataclass
 class RunState:
-    """One session's last unlearning run (a copy of the model; the base stays untouched)."""
+    """One session's last unlearning run (a copy of the model; the base stays untouched).
+
+    ``full`` is the same request run on the full model when asked for (side by side)."""
 
     result: Any = None
     forget_ids: list[int] = field(default_factory=list)
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)
     before: list[tuple[int, float]] = field(default_factory=list)
     after: list[tuple[int, float]] = field(default_factory=list)
+    mask_note: str = ""
+    reference_note: str | None = None
+    selector: str = "full"
+    full: "RunState | None" = None
 
 
 def _eval_rows(ctx: AppContext, model: torch.nn.Module, ids: list[int], max_samples: int) -> dict[str, float]:
@@ -238,40 +382,63 @@ def _eval_rows(ctx: AppContext, model: torch.nn.Module, ids: list[int], max_samp
     return dict(evaluate(task, model))
 
 
+def _one_run(ctx: AppContext, ids: list[int], method: str, selector: str, sparsity: float,
+             mask: ModuleMask | None, changes: dict[str, Any], callbacks: Sequence[Callable]):
+    result = unlearn(ctx.task, method, selector=selector, sparsity=sparsity,
+                     config=app_config(ctx.task, method, selector, changes),
+                     forget=ctx.rows(ids), retain=ctx.retain_rows(ids), mask=mask,
+                     callbacks=callbacks, progress=True)
+    if not result.ok:
+        raise RuntimeError(f"the run stopped early: {result.error}")
+    return result
+
+
 def run_unlearn(ctx: AppContext, ids: list[int], method: str, selector: str, sparsity: float,
                 lr: float | None, epochs: int, eval_samples: int = 512,
-                callbacks: Sequence[Callable] = ()) -> RunState:
+                callbacks: Sequence[Callable] = (), mask: ModuleMask | None = None,
+                mask_note: str = "", with_full: bool = False,
+                cancel: threading.Event | None = None) -> RunState:
     """Unlearn ``ids`` from a copy of the base model and measure before/after.
 
-    The config is :func:`app_config` with the user's ``epochs`` and ``lr`` (empty: the
-    preset's, else the paper default). Metrics (forget/retain/test accuracy and MIA) are
-    reported for the original, the retrained model (when the task has one) and the
-    unlearned model.
+    The config is :func:`app_config` (stop when forgotten, the step cap) with the user's
+    ``epochs`` and ``lr`` (empty: the preset's). ``mask``: Explore's mask (scored here when
+    None and ``selector`` is not ``full``). ``with_full``: the same request on the full model
+    too (``run.full``). ``cancel``: set -> the run raises :class:`Cancelled` at its next step.
+    Metrics are reported for the original, the retrained model (only when ``ids`` are among
+    the rows it excluded; else ``run.reference_note`` says why not) and the unlearned model.
     """
     changes: dict[str, Any] = {"epochs": int(epochs), "score_max_retain": ctx.retain_for_scoring}
     if lr:
         changes["lr"] = float(lr)
-    result = unlearn(ctx.task, method, selector=selector, sparsity=sparsity,
-                     config=app_config(ctx.task, method, selector, changes),
-                     forget=ctx.rows(ids), retain=ctx.retain_rows(ids), callbacks=callbacks,
-                     progress=True)
-    if not result.ok:
-        raise RuntimeError(f"the run stopped early: {result.error}")
-    run = RunState(result=result, forget_ids=ids)
+    callbacks = [*callbacks, cancel_callback(cancel)]
+    from_mask = mask is not None
+    if not METHODS.get(method).maskable:
+        selector, mask = "full", None
+    result = _one_run(ctx, ids, method, selector, sparsity, mask, changes, callbacks)
+    run = RunState(result=result, forget_ids=ids, selector=selector,
+                   mask_note=mask_note if (from_mask and mask is not None) else
+                   mask_line(result.mask))
     run.before = [ctx.predictions[i] for i in ids]
     run.after = ctx.predict(result.model, ids)
     run.metrics["original"] = _eval_rows(ctx, ctx.task.model, ids, eval_samples)
-    if ctx.task.retrained_model is not None:
-        run.metrics["retrained (forget = task's canaries)"] = _eval_rows(
-            ctx, ctx.task.retrained_model, ids, eval_samples)
+    run.reference_note = ctx.reference_note(ids)
+    if run.reference_note is None:
+        run.metrics[ctx.reference_label()] = _eval_rows(ctx, ctx.task.retrained_model, ids,
+                                                        eval_samples)
     run.metrics["unlearned"] = _eval_rows(ctx, result.model, ids, eval_samples)
+    if with_full and result.mask is not None:
+        full = _one_run(ctx, ids, method, "full", 0.0, None, changes, callbacks)
+        run.full = RunState(result=full, forget_ids=ids, mask_note=mask_line(None))
+        run.full.before = run.before
+        run.full.after = ctx.predict(full.model, ids)
+        run.metrics["unlearned, full model"] = _eval_rows(ctx, full.model, ids, eval_samples)
     return run
 
 
 def before_after_table(ctx: AppContext, run: RunState) -> list[list[Any]]:
     rows = ctx.rows(run.forget_ids)
-    return [[i, r["text"], ctx.label(r["label"]), ctx.label(r["rule_label"]), ctx.label(b[0]),
-             round(b[1], 4), ctx.label(a[0]), round(a[1], 4)]
+    return [[i, r["text"], ctx.label(r["label"]), *_toy_cells(ctx, r, canary=False),
+             ctx.label(b[0]), round(b[1], 4), ctx.label(a[0]), round(a[1], 4)]
             for i, r, b, a in zip(run.forget_ids, rows, run.before, run.after)]
 
 
@@ -280,13 +447,38 @@ def metrics_table(run: RunState) -> list[list[Any]]:
             for name, m in run.metrics.items()]
 
 
+def _flipped(run: RunState) -> int:
+    return sum(b[0] != a[0] for b, a in zip(run.before, run.after))
+
+
+def compare_table(run: RunState) -> list[list[Any]]:
+    """The lesson in one table (:data:`COMPARE_COLUMNS`): the masked run and the same request
+    on the full model, side by side (one row when no full run was made)."""
+    base = run.metrics["original"].get("test_acc", float("nan"))
+    out = []
+    for name, r, key in (("module-aware (Explore's mask)" if run.result.mask is not None
+                          else "full model", run, "unlearned"),
+                         ("full model", run.full, "unlearned, full model")):
+        if r is None:
+            continue
+        m = run.metrics[key]
+        out.append([name, int(r.result.n_changed_params), r.result.stopped_at,
+                    r.result.stop_reason, f"{_flipped(r)} of {len(r.forget_ids)}",
+                    round(m.get("test_acc", float("nan")) - base, 4),
+                    round(m.get("mia", float("nan")), 4)])
+    return out
+
+
 def run_summary(run: RunState) -> str:
     r = run.result
-    flipped = sum(b[0] != a[0] for b, a in zip(run.before, run.after))
-    return (f"**{r.selector.upper()}-{r.method.upper()}** at sparsity {r.sparsity:g}: "
-            f"{r.n_changed_params:,} parameter entries changed (of {r.n_trainable_params:,} "
-            f"trainable), {len(r.history)} steps in {r.seconds:.1f} s; "
-            f"{flipped} of {len(run.forget_ids)} forget predictions changed.")
+    lines = [f"**{run.selector.upper()}-{r.method.upper()}** ({run.mask_note}): "
+             f"{r.n_changed_params:,} parameter entries changed (of {r.n_trainable_params:,} "
+             f"trainable), {len(r.history)} steps in {r.seconds:.1f} s, stopped at step "
+             f"{r.stopped_at} ({r.stop_reason}); {_flipped(run)} of {len(run.forget_ids)} "
+             f"forget predictions changed."]
+    if run.reference_note:
+        lines.append(run.reference_note)
+    return "\n\n".join(lines)
 
 
 # -- sweep ---------------------------------------------------------------------------------
