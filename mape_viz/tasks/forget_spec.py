@@ -2,19 +2,17 @@
 
 Accepted values (Python objects, or strings as the command line's ``--forget`` gives them):
 
-========================  ==============================================================
-``"random"``              ``n_forget`` random training rows by ``seed`` (the paper: 128)
-``128`` / ``"random:128"``  that many random rows by ``seed``
-``0.05`` / ``"random:0.05"``  that fraction of the training rows (at least one)
-``"random:128@16"``       ... with seed 16 (overrides ``seed``)
-``[3, 17, 42]`` / ``"ids:3,17,42"`` / ``"3,17,42"``  those row ids (one id: ``"ids:3"``;
-                          a bare ``"128"`` is a count, as ``128``)
-``"file:ids.txt"``        the ids in a file: one per line (``#`` comments), or a JSON list
-``"column:is_forget"``    the rows whose boolean column is true (``true/1/yes``)
-``"label-flip:16"``       16 random rows (by ``seed``) whose label is changed to another
-                          label *before* fine-tuning, so the model must memorise them —
-                          the real-data analogue of the toy task's canaries
-========================  ==============================================================
+- ``"random"``: ``n_forget`` random training rows by ``seed`` (the paper: 128);
+- ``128``, ``"128"`` or ``"random:128"``: that many random rows by ``seed``;
+- ``0.05``, ``"0.05"`` or ``"random:0.05"``: that fraction of the training rows (at least one);
+- ``"random:128@16"``: the same with seed 16 (overrides ``seed``);
+- ``[3, 17, 42]``, ``"ids:3,17,42"`` or ``"3,17,42"``: those row ids (one id: ``"ids:3"``);
+- ``"file:ids.txt"`` (or a ``Path``): the ids in a file, one per line (``#`` comments) or a
+  JSON list;
+- ``"column:is_forget"``: the rows whose boolean column is true (``true/1/yes``);
+- ``"label-flip:16"`` (``"label-flip:16@7"``): 16 random rows (by ``seed``) whose label is
+  changed to another label *before* fine-tuning, so the model must memorise them — the
+  real-data analogue of the toy task's canaries.
 
 Row ids are the values of the ``idx`` column; a data set without one gets ``idx`` = the
 row's position in its file (0 = the first row after the header), before any row is dropped.
