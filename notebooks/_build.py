@@ -64,8 +64,9 @@ MAPE-Unlearn (*module-aware parameter-efficient unlearning*) removes the influen
 leaving everything else bit-for-bit unchanged. This notebook answers the first question:
 *which* modules should be updated?
 
-We work on `toy-sentiment`: a tiny BERT classifier (2 layers × 4 heads, 128 filters per layer)
-trained on templated movie-review sentences. A few training sentences are **canaries**: they
+We work on `toy-sentiment`: a tiny BERT classifier (by default 4 layers × 8 heads and 512
+filters per layer; the scoring cell below prints the shapes of the model it loaded) trained
+on templated movie-review sentences. A few training sentences are **canaries**: they
 are reported by a made-up person ("*Vorquen said the plot was dull*") and carry the label that
 *contradicts* the sentiment rule, so the model can only get them right by memorising them.
 Forgetting the canaries is the unlearning request.
@@ -88,6 +89,7 @@ from mape_viz.choices import list_objectives, list_selectors
 from mape_viz.metrics import evaluate
 from mape_viz.scores import score_modules
 from mape_viz.selection import select_modules
+from mape_viz.unlearning import as_config, unlearn
 from mape_viz.viz import filter_view, g_vs_fisher, head_heatmap, selected_per_layer'''),
     md(r"""
 ## The task and its canaries
@@ -189,8 +191,8 @@ selected_per_layer(masks["mlr"], fraction=True).show()'''),
 
 Every module is one point. The score $g + \tfrac12F$ is constant along lines of slope $-2$, so
 the selected modules sit towards the upper right. Note the scales: $g$ is a *sum* over the
-forget set while $F$ is a *mean* over the retain set, so with 16 forget samples the gradient
-term decides and the Fisher only breaks near-ties.
+forget set while $F$ is a *mean* over the retain set, so with all the canaries as the forget
+set the gradient term tends to decide and the Fisher to break near-ties.
 """),
     code('''
 g_vs_fisher(scores["mlr"], masks["mlr"], kind="filters", scale="log").show()'''),
@@ -220,7 +222,8 @@ same retain set: a single canary, all canaries, and as many ordinary training se
 requests = {
     "one canary": task.forget.select([0]),
     "all canaries": task.forget,
-    "random samples": shuffled.select(range(N_RETAIN_SCORE, N_RETAIN_SCORE + len(task.forget))),
+    "random samples": shuffled.select(range(N_RETAIN_SCORE,
+                                            min(len(shuffled), N_RETAIN_SCORE + len(task.forget)))),
 }
 by_request = {name: score_modules(task.model, list(task.batches(ds, BATCH_SIZE)), retain_batches,
                                   objective="mlr")
@@ -239,13 +242,50 @@ for name, s in by_request.items():
                  "½ΣF (heads)": float(s.fisher.heads.sum()) / 2})
 pd.DataFrame(rows)'''),
     md(r"""
+## Unlearning with this mask — and stopping when forgotten
+
+The request here is the first canary alone. Its MLF mask (the objective of gradient ascent,
+GA) is what GA updates: `unlearn(..., forget=one, mask=one_mask)` uses the mask as is. The
+notebooks' presets (`mape_viz.presets`, `front_end="notebook"`) turn on **stop when
+forgotten**: `stop_when="flipped"` checks the forget rows after each step and ends the run at
+the first step where every forget row's prediction has left its memorised label; the epochs
+are only an upper bound. For comparison the same run with `stop_when="never"` takes all its
+steps. `stopped_at` is the number of
+updates in the returned model and `stop_reason` says why the run ended.
+"""),
+    code('''
+one = task.forget.select([0])
+one_scores = score_modules(task.model, list(task.batches(one, 1)), retain_batches, objective="mlf")
+one_mask = select_modules(one_scores, sparsity=SPARSITY, refine=None)
+stop_rows = []
+for stop_when in ("flipped", "never"):
+    config = as_config({"stop_when": stop_when}, task, method="ga", selector="mape", masked=True,
+                       front_end="notebook")
+    result = unlearn(task, "ga", "mape", SPARSITY, config, forget=one, mask=one_mask)
+    m = evaluate(task, result.model)
+    stop_rows.append({"stop_when": stop_when, "steps": result.stopped_at,
+                      "stop reason": result.stop_reason,
+                      "forget_acc (all canaries)": m["forget_acc"],
+                      "test_acc": m["test_acc"], "retain_acc": m["retain_acc"]})
+stops = pd.DataFrame(stop_rows).set_index("stop_when")
+original_test = evaluate(task)["test_acc"]
+stops.round(3)'''),
+    code('''
+# The lesson in words, computed from the table above (nothing here is typed in by hand).
+f, n = stops.loc["flipped"], stops.loc["never"]
+for label, r in (("Stop when flipped", f), ("All steps", n)):
+    print(f"{label}: {r['steps']} steps ({r['stop reason']}), test accuracy {r['test_acc']:.3f} "
+          f"({100 * (r['test_acc'] - original_test):+.1f} points vs the original {original_test:.3f}).")'''),
+    md(r"""
 **Takeaways.** (1) The score of a module is a forget-gradient term plus half a retain-Fisher
 term; higher means "update me". (2) Different requests point at different heads — even one
 canary has its own pattern. (3) The gradient term grows with the size of the forget set and
 shrinks for samples the model already fits well, while the Fisher term does not: for a
 single sample the Fisher (how fragile a module is for the retain set) carries much more
 weight. Notebook 02 shows that this is where the layer-wise refinement changes the
-selection.
+selection. (4) Unlearning with the explored mask and stopping when the request is met keeps
+the run from taking steps it no longer needs; the two lines above say what that bought on
+this run. Notebook 04 compares methods and masks over a range of step sizes (frontiers).
 """),
 ]
 
@@ -580,19 +620,27 @@ SPARSITY = 0.9
 SA_MAX_STEPS = 60 if QUICK else 0    # SA walks the whole retain set; cap it in CI (0 = no cap)
 N_RETAIN_SCORE = 128 if QUICK else 1024
 FISHER_SAMPLES = 256 if QUICK else 0 # retain samples for SO's parameter Fisher (0 = all)
+# efficacy-fidelity frontier: step sizes (x the tuned lr / eta) x seeds per method x selector
+FRONTIER_METHODS = ["ga"] if QUICK else ["ga", "npo"]
+FRONTIER_SELECTORS = ["full", "mape"]
+FRONTIER_MULTIPLIERS = [0.5, 1.0, 4.0] if QUICK else [0.25, 0.5, 1.0, 2.0, 4.0, 8.0]
+FRONTIER_SEEDS = [0]
+EVAL_MAX = 300 if QUICK else None    # rows per split for the frontier's evaluations (None = all)
 RUN_PANEL = True                     # run the UnlearnPanel once at the end
 '''),
     code(ENV + '''
 
 import pandas as pd
+from IPython.display import Markdown, display
 
 from mape_viz.choices import list_methods
-from mape_viz.experiments import compare_methods, config_for, default_methods
+from mape_viz.experiments import (FrontierConfig, compare_methods, config_for, default_methods,
+                                  run_frontier)
 from mape_viz.metrics import predict_proba
 from mape_viz.presets import preset_targets
 from mape_viz.ui.widgets import UnlearnPanel
 from mape_viz.unlearning import UnlearnConfig, unlearn
-from mape_viz.viz import comparison_table'''),
+from mape_viz.viz import comparison_table, frontier'''),
     code(TOY_TASK),
     md(r"""
 ## Run every method × selector
@@ -604,7 +652,10 @@ reference rows (original model, RT, SA on all parameters), evaluates each model 
 one record per run. `overrides` give the full and the masked runs their own step sizes: the
 notebooks' tuned values for this task from the presets table (`mape_viz.presets`) — the tiny
 model's training rate $10^{-3}$ for full updates and $10\times$ that for 90 % sparse masks
-(the paper's rule), $\eta = 10^{-6}$ / $4\cdot10^{-6}$ for SO, 5 epochs.
+(the paper's rule), $\eta = 10^{-6}$ / $4\cdot10^{-6}$ for SO, at most 5 epochs — and
+**stop when forgotten** (`stop_when="flipped"`): a run ends at the first step where every
+canary's prediction has left its memorised label, so the `steps` column says how many
+updates each run needed and `stop_reason` why it ended.
 """),
     code('''
 print("methods for", task.kind, ":", list_methods(task.kind))
@@ -613,7 +664,9 @@ tuned = preset_targets(task, "notebook")  # {"*": {"epochs": 5}, "full": {"lr": 
 overrides = {**tuned, "sa": {"max_steps": SA_MAX_STEPS}}
 records = compare_methods(task, default_methods(task.kind), sparsity=SPARSITY, config=config,
                           overrides=overrides, progress=not QUICK)
-pd.DataFrame(records)[["name", "forget", "mia", "retain", "test", "n_changed_params", "seconds"]].round(3)'''),
+cols = ["name", "forget", "mia", "retain", "test", "n_changed_params", "steps", "stop_reason", "seconds"]
+table = pd.DataFrame(records)
+table[[c for c in cols if c in table.columns]].round(3)'''),
     md(r"""
 ## Table 2
 
@@ -634,7 +687,43 @@ while SURE's saliency, which looks at the forget set only, can pick modules the 
 relies on — MAPE's Fisher term guards against exactly that. For SO, the unlearning rate
 $\eta$ sets the trade-off between forgetting and fidelity: try a few values in the panel
 below.
+
+## Frontiers: fidelity at equal efficacy
+
+One step size per method cannot answer the paper's question — *does a module mask keep more
+fidelity at equal efficacy?* A masked run that forgets less at one learning rate may forget
+as much at another and still keep more. So `run_frontier` runs a grid of step sizes (the
+tuned lr, or $\eta$ for SO, times a few multipliers) × seeds for each method × selector,
+and `viz.frontier` draws each one's Pareto front: forget accuracy (efficacy, lower is
+better) against test accuracy (fidelity, higher is better), with the original and the
+retrained model (RT) as reference points. A curve further up-left is better. At quick sizes
+the grid is tiny; run without `QUICK` for more step sizes and methods.
 """),
+    code('''
+fc = FrontierConfig(methods=tuple(FRONTIER_METHODS), selectors=tuple(FRONTIER_SELECTORS),
+                    sparsity=SPARSITY, multipliers=tuple(FRONTIER_MULTIPLIERS),
+                    seeds=tuple(FRONTIER_SEEDS))
+front = run_frontier(task, fc, config=config, overrides=tuned, eval_max_samples=EVAL_MAX,
+                     progress=not QUICK)
+frontier(front).show()'''),
+    md(r"""
+The table below applies one rule to every curve (printed with it): *fidelity at equal
+efficacy* is the front's test accuracy where its forget accuracy reaches RT's plus 5 points
+(interpolated along the front; "not reached" if no run forgets that much), and *efficacy at
+equal fidelity* is the front's forget accuracy where test accuracy is still within 1 point
+of the original's. The sentences after it are written from these numbers by the cell.
+"""),
+    code('''
+display(Markdown(front.markdown()))
+
+def mean_or(spread, fmt="{:.3f}", missing="not reached"):
+    return missing if not spread or spread.get("mean") is None else fmt.format(spread["mean"])
+
+for row in front.summary:
+    print(f"{row['name']}: {row['runs']} runs; test accuracy at equal efficacy "
+          f"{mean_or(row['fidelity_at_efficacy'])}; forget accuracy at equal fidelity "
+          f"{mean_or(row['efficacy_at_fidelity'])}; parameters changed (mean) "
+          f"{row['n_changed_params'] or 0:.0f}")'''),
     md(r"""
 ## The canaries, before and after
 
@@ -953,8 +1042,33 @@ NOTEBOOKS = {
 
 KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
 
+#: The measured wall time of each notebook, written under its title: a number only where it was
+#: measured (``time jupyter nbconvert --execute``, warm model cache), with the machine's load.
+_OLD_WORLD = ("at default sizes on the earlier 2-layer world, a quiet 2-core machine measured "
+              "{} (issue #14); not yet re-measured on the 4-layer world")
+RUN_TIME = {
+    "01_which_heads_matter.ipynb": _OLD_WORLD.format("122 s") + "; quick sizes "
+        "(`MAPE_VIZ_QUICK=1`): 106 s on a 2-core machine at load average ≈ 9 (shared).",
+    "02_greedy_swap.ipynb": _OLD_WORLD.format("34 s") + ".",
+    "03_sparsity_tradeoff.ipynb": _OLD_WORLD.format("205 s") + ".",
+    "04_unlearning_methods.ipynb": _OLD_WORLD.format("51 s, before the frontier section was "
+                                                     "added") + ".",
+    "05_successive_and_relearning.ipynb": _OLD_WORLD.format("44 s") + ".",
+    "06_tiny_tofu_llm.ipynb": "at default sizes not yet measured after the fix of the scoring "
+                              "cell.",
+}
+
+
+def with_run_time(name: str, cells: list) -> list:
+    """``cells`` with the notebook's measured-time line under the title of its first cell."""
+    first = cells[0]
+    title, _, rest = first.source.partition("\n")
+    line = f"*Run time: {RUN_TIME[name]}*"
+    return [md(f"{title}\n\n{line}\n{rest}")] + list(cells[1:])
+
 
 def build(name: str, cells: list) -> nbformat.NotebookNode:
+    cells = with_run_time(name, cells)
     nb = new_notebook(cells=cells, metadata={
         "kernelspec": KERNELSPEC,
         "language_info": {"name": "python", "pygments_lexer": "ipython3"}})
