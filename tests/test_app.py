@@ -21,7 +21,9 @@ ROOT = Path(__file__).resolve().parents[1]
 def ctx():
     from mape_viz.ui import app_logic as L
 
-    return L.AppContext.load("toy-sentiment", forget="canaries")
+    # the 2-layer world: cached in seconds (the default world's first build takes minutes);
+    # the app's task options make the canaries the forget set
+    return L.AppContext.load("toy-sentiment-small")
 
 
 def _free_port() -> int:
@@ -84,43 +86,113 @@ def test_redraw_uses_cached_scores(ctx, monkeypatch):
     assert not calls
 
 
-def test_unlearn_handler_flips_a_canary_and_keeps_the_base(ctx):
+def test_reference_is_trained_without_the_canaries(ctx):
+    from mape_viz.ui import app_logic as L
+
+    assert ctx.task.meta["options"]["forget"] == "canaries"
+    assert ctx.reference_ids() == ctx.canary_ids() and len(ctx.canary_ids()) == 32
+    assert ctx.reference_label().startswith("retrained without the 32 canaries")
+    assert ctx.reference_note(ctx.canary_ids()[:3]) is None
+    non_canary = next(i for i in range(len(ctx.train)) if i not in set(ctx.canary_ids()))
+    note = ctx.reference_note([ctx.canary_ids()[0], non_canary])
+    assert note and str(non_canary) in note and "saw them" in note
+    # the retrained model really has not memorised the canaries (it predicts their rule label)
+    preds = ctx.predict(ctx.task.retrained_model, ctx.canary_ids())
+    rule = ctx.train.select(ctx.canary_ids())["rule_label"]
+    assert sum(p[0] == r for p, r in zip(preds, rule)) >= 0.8 * 32
+    assert L.sample_headers(ctx)[3:5] == ["rule label", "canary"]
+
+
+def test_numbers_checked_one_way(ctx):
+    from mape_viz.ui import app_logic as L
+
+    assert L.check_number("sparsity", "0.9", 0.0, 1.0) == 0.9
+    for bad in (1.0, 1.5, -1, "x", float("nan")):
+        with pytest.raises(ValueError, match="sparsity"):
+            L.check_number("sparsity", bad, 0.0, 1.0)
+    assert L.check_number("learning rate", "", 0.0, empty_ok=True) is None
+    with pytest.raises(ValueError, match="integer"):
+        L.check_number("epochs", 2.5, 1, integer=True)
+    budget = L.expected_steps(ctx, [ctx.canary_ids()[0]], "sa", 50)
+    cfg = L.app_config(ctx.task, "sa", "mape")
+    assert f"at most {cfg.max_steps} steps" in budget and "retain rows" in budget
+
+
+def test_unlearn_uses_explores_mask_stops_and_runs_full_beside(ctx, monkeypatch):
+    import torch
+
     from mape_viz.ui import app_logic as L
 
     cid = ctx.canary_ids()[1]
+    state = L.compute_scores(ctx, None, [cid], "mlf", "mape")
+    shown = L.select(state, 0.8, "both", "greedy")
+    calls = []
+    real = L.score_modules
+    monkeypatch.setattr(L, "score_modules", lambda *a, **k: calls.append(1) or real(*a, **k))
+    state2, mask, rescored = L.unlearn_mask(ctx, state, [cid], "mlf", "mape", "both", 0.8, "greedy")
+    assert mask is shown and not rescored and not calls, "same settings: no new scoring"
+    _, _, rescored = L.unlearn_mask(ctx, state2, [cid], "mlr", "mape", "both", 0.8, "greedy")
+    assert rescored and len(calls) == 1, "a changed objective scores again"
     preset = L.app_config(ctx.task, "ga", "mape")  # the values the Unlearn tab starts with
-    run = L.run_unlearn(ctx, [cid], "ga", "mape", 0.9, preset.lr, preset.epochs)
+    run = L.run_unlearn(ctx, [cid], "ga", "mape", 0.8, preset.lr, preset.epochs, mask=shown,
+                        mask_note=L.mask_line(shown), with_full=True)
+    for kind in ("heads", "filters"):
+        assert torch.equal(run.result.mask[kind], shown[kind])
+    n = shown.n_selected()
+    assert f"mask from Explore: {n['heads']} of" in L.run_summary(run)
     rule = ctx.train[cid]["rule_label"]
     assert run.before[0][0] != rule and run.after[0][0] == rule
+    # stop when flipped: ended by the criterion, before the step cap
+    assert run.result.stop_reason == "criterion"
+    assert run.result.stopped_at < preset.max_steps
     table = L.before_after_table(ctx, run)
     assert table[0][0] == cid
-    assert {"original", "unlearned"} <= set(run.metrics)
+    assert {"original", "unlearned", ctx.reference_label(), "unlearned, full model"} <= set(run.metrics)
+    rows = L.compare_table(run)
+    assert [r[0] for r in rows] == ["module-aware (Explore's mask)", "full model"]
+    assert rows[0][1] == run.result.n_changed_params < rows[1][1] == run.full.result.n_changed_params
+    base = run.metrics["original"]["test_acc"]
+    assert rows[1][5] == round(run.metrics["unlearned, full model"]["test_acc"] - base, 4)
     assert L.weights_checksum(ctx.task.model) == ctx.checksum
     files = L.export_run(run)
     names = {Path(f).name for f in files}
     assert any(n.endswith(".safetensors") for n in names) and any(n.startswith("report") for n in names)
 
 
-def test_client_explore_then_unlearn(served, ctx):
-    from gradio_client import Client
+def _unlearn_args(cid, method="ga", modules="explore", lr=None, epochs=20, with_full=False):
+    # ids, method, modules, objective, selector, granularity, sparsity, refine, lr, epochs, full
+    return (str(cid), method, modules, "mlf", "mape", "both", 0.9, "greedy", lr, epochs, with_full)
 
-    from mape_viz.ui import app_logic as L
+
+def test_client_explore_then_unlearn_same_mask(served, ctx):
+    import re
+
+    from gradio_client import Client
 
     _, url = served
     client = Client(url, verbose=False)
     cid = ctx.canary_ids()[2]
-    out = client.predict(str(cid), "mlf", "mape", "both", 0.9, "greedy",
-                         api_name="/explore")
-    summary = out[0]
-    assert "heads" in summary and "selected" in summary
-    preset = L.app_config(ctx.task, "ga", "mape")
-    out = client.predict(str(cid), "ga", "mape", 0.9, preset.lr, preset.epochs,
-                         api_name="/unlearn")
-    run_md, before_after = out[0], out[1]
+    summary = client.predict(str(cid), "mlf", "mape", "both", 0.9, "greedy",
+                             api_name="/explore")[0]
+    heads, n_heads, filters, n_filters = re.search(
+        r"(\d+) of (\d+) heads and (\d+) of (\d+) filters selected", summary).groups()
+    run_md, before_after, metrics, compare = client.predict(*_unlearn_args(cid, with_full=True),
+                                                            api_name="/unlearn")
+    assert (f"mask from Explore: {heads} of {n_heads} heads, {filters} of {n_filters} filters"
+            in run_md), "Unlearn's mask is the one Explore showed"
+    assert "scored now" not in run_md, "same forget set and settings: no second scoring"
     row = before_after["data"][0]
     assert row[0] == cid
     assert row[4] != row[3] and row[6] == row[3], "the canary's prediction flips to the rule's label"
-    assert "parameter entries changed" in run_md
+    assert "(criterion)" in run_md and "parameter entries changed" in run_md
+    names = [r[0] for r in metrics["data"]]
+    assert any(n.startswith("retrained without the 32 canaries") for n in names)
+    assert [r[0] for r in compare["data"]] == ["module-aware (Explore's mask)", "full model"]
+    # a forget set outside the canaries: no retrained row, a line says why
+    other = next(i for i in range(len(ctx.train)) if i not in set(ctx.canary_ids()))
+    run_md, _, metrics, _ = client.predict(*_unlearn_args(other), api_name="/unlearn")
+    assert "No retrained reference" in run_md
+    assert not any(r[0].startswith("retrained") for r in metrics["data"])
 
 
 def test_three_concurrent_clients_get_their_own_results(served, ctx):
@@ -130,15 +202,13 @@ def test_three_concurrent_clients_get_their_own_results(served, ctx):
 
     _, url = served
     ids = ctx.canary_ids()[3:6]
-    preset = L.app_config(ctx.task, "ga", "mape")
     results: dict[int, object] = {}
     errors: list[BaseException] = []
 
     def one(cid: int) -> None:
         try:
             client = Client(url, verbose=False)
-            results[cid] = client.predict(str(cid), "ga", "mape", 0.9, preset.lr, preset.epochs,
-                                          api_name="/unlearn")
+            results[cid] = client.predict(*_unlearn_args(cid), api_name="/unlearn")
         except BaseException as e:  # noqa: BLE001
             errors.append(e)
 
@@ -154,15 +224,62 @@ def test_three_concurrent_clients_get_their_own_results(served, ctx):
     assert L.weights_checksum(ctx.task.model) == ctx.checksum, "the base model is unchanged"
 
 
+def test_cancel_stops_the_server_work(served, ctx, monkeypatch):
+    """Cancel through gradio_client: the run's steps stop within seconds, the outputs say
+    'cancelled', and the next job starts at once."""
+    from gradio_client import Client
+
+    from mape_viz.ui import app_logic as L
+
+    steps: list[float] = []
+    real = L.unlearn
+
+    def slow_unlearn(*a, callbacks=(), **k):  # every step takes 0.2 s: a run of 120 steps, 24 s+
+        def slow(step, model, row):
+            steps.append(time.monotonic())
+            time.sleep(0.2)
+        return real(*a, callbacks=[slow, *callbacks], **k)
+
+    monkeypatch.setattr(L, "unlearn", slow_unlearn)
+    _, url = served
+    client = Client(url, verbose=False)
+    cid = ctx.canary_ids()[7]
+    job = client.submit(*_unlearn_args(cid, method="rt", modules="full", epochs=1),
+                        api_name="/unlearn")
+    deadline = time.monotonic() + 120
+    while len(steps) < 3 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert len(steps) >= 3, "the run started"
+    assert client.predict(api_name="/cancel") == "cancelled"
+    t_cancel = time.monotonic()
+    time.sleep(3)
+    n = len(steps)
+    time.sleep(2)
+    assert len(steps) == n, "no step runs after Cancel"
+    assert steps[-1] - t_cancel < 3, "the run stopped within seconds of Cancel"
+    assert n < 60, "the run did not finish its 120 steps"
+    monkeypatch.setattr(L, "unlearn", real)
+    t0 = time.monotonic()
+    other = Client(url, verbose=False)
+    out = other.predict(str(cid), "mlf", "mape", "both", 0.9, "greedy", api_name="/explore")
+    assert "selected" in out[0]
+    assert time.monotonic() - t0 < 60, "the next job was not held behind the cancelled one"
+
+
 def test_ui_errors_are_messages_not_tracebacks(served):
     from gradio_client import Client
 
     _, url = served
     client = Client(url, verbose=False)
     with pytest.raises(Exception) as info:
-        client.predict("not-an-id", "ga", "mape", 0.9, 1e-3, 2, api_name="/unlearn")
+        client.predict(*_unlearn_args("not-an-id"), api_name="/unlearn")
     assert "integers" in str(info.value)
     assert "Traceback" not in str(info.value)
+    args = list(_unlearn_args(0))
+    args[6] = 1.5
+    with pytest.raises(Exception) as info:
+        client.predict(*args, api_name="/unlearn")
+    assert "sparsity" in str(info.value) and "< 1" in str(info.value)
 
 
 @pytest.mark.browser

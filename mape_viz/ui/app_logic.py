@@ -95,6 +95,8 @@ class AppContext:
     retain_for_scoring: int
     checksum: str = ""
     cancel_events: dict[str, threading.Event] = field(default_factory=dict)
+    #: scoring hooks the shared base model: one session scores at a time
+    score_lock: Any = field(default_factory=threading.Lock)
 
     def cancel_event(self, session: str | None) -> threading.Event:
         """The cancel flag of one browser session (created cleared on first use)."""
@@ -179,9 +181,10 @@ class AppContext:
             retain = self.retain_rows(ids).shuffle(seed=seed)
             n = len(retain) if self.retain_for_scoring == 0 else \
                 min(self.retain_for_scoring, len(retain))
-            return score_modules(self.task.model, self.batches(self.rows(ids)),
-                                 self.batches(retain.select(range(n))), objective=objective,
-                                 selector=selector, seed=seed, progress=True)
+            with self.score_lock:
+                return score_modules(self.task.model, self.batches(self.rows(ids)),
+                                     self.batches(retain.select(range(n))), objective=objective,
+                                     selector=selector, seed=seed, progress=True)
         return score
 
 
