@@ -1048,14 +1048,15 @@ _OLD_WORLD = ("at default sizes on the earlier 2-layer world, a quiet 2-core mac
               "{} (issue #14); not yet re-measured on the 4-layer world")
 RUN_TIME = {
     "01_which_heads_matter.ipynb": _OLD_WORLD.format("122 s") + "; quick sizes "
-        "(`MAPE_VIZ_QUICK=1`): 106 s on a 2-core machine at load average ≈ 9 (shared).",
+        "(`MAPE_VIZ_QUICK=1`): 123 s on a shared 2-core machine at load average ≈ 15.",
     "02_greedy_swap.ipynb": _OLD_WORLD.format("34 s") + ".",
     "03_sparsity_tradeoff.ipynb": _OLD_WORLD.format("205 s") + ".",
     "04_unlearning_methods.ipynb": _OLD_WORLD.format("51 s, before the frontier section was "
                                                      "added") + ".",
     "05_successive_and_relearning.ipynb": _OLD_WORLD.format("44 s") + ".",
-    "06_tiny_tofu_llm.ipynb": "at default sizes not yet measured after the fix of the scoring "
-                              "cell.",
+    "06_tiny_tofu_llm.ipynb": "405 s at default sizes from a warm cache, measured on a shared "
+                              "2-core machine at load average ≈ 15–17 (a second copy of this "
+                              "notebook ran at the same time); not measured on a quiet machine.",
 }
 
 
