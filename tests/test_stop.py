@@ -184,8 +184,12 @@ def test_guard_check_set_is_a_seeded_subsample(task, mask):
     assert res.meta["stop"]["start_guard_acc"] == accuracy_of(task.model, task,
                                                               task.test.select(idx))
     assert res.stop_reason == "max_steps"
-    with pytest.raises(ValueError, match="held-out rows"):
-        run(task.replace(test=None), "ga", mask, guard_drop=0.05)
+    config = UnlearnConfig(epochs=20, batch_size=4, score_max_retain=16, guard_drop=0.05,
+                           max_steps=1)
+    with pytest.warns(RuntimeWarning, match="fidelity guard off.*held-out rows"):
+        unguarded = unlearn(task.replace(test=None), "ga", "mape", 0.5, config, mask=mask)
+    assert unguarded.stop_reason == "max_steps"
+    assert unguarded.meta["stop"]["guard_drop"] is None
 
 
 @pytest.mark.parametrize("x", [0.625, 0.4])

@@ -90,7 +90,9 @@ def test_tofu_generator_is_deterministic_and_shaped_like_tofu():
     for row in authors + corpus["world_facts"] + corpus["real_authors"]:
         assert len(row["perturbed_answer"]) >= 3
         assert row["answer"] not in row["perturbed_answer"]
+    for row in authors:  # world facts and real authors paraphrase as the answer itself (TOFU)
         assert row["paraphrased_answer"] != row["answer"]
+    for row in authors + corpus["world_facts"] + corpus["real_authors"]:
         assert len(set(row["perturbed_answer"])) == len(row["perturbed_answer"])
     assert len({r["author"] for r in authors}) == 6
 
@@ -203,9 +205,11 @@ def test_bad_splits_raise_clear_errors():
 def test_unknown_task_lists_known_ones():
     with pytest.raises(ValueError) as err:
         load_task("no-such-task")
-    for name in ("toy-sentiment", "tiny-tofu", "glue/sst2", "squad_v2", "tofu", "wmdp", "mmlu"):
+    for name in ("toy-sentiment", "toy-sentiment-small", "tiny-tofu", "glue/sst2", "squad_v2",
+                 "tofu", "wmdp", "mmlu"):
         assert name in str(err.value)
-    assert set(TASKS.names()) >= {"toy-sentiment", "tiny-tofu", "glue/sst2", "glue/mnli",
+    assert set(TASKS.names()) >= {"toy-sentiment", "toy-sentiment-small", "tiny-tofu",
+                                  "glue/sst2", "glue/mnli",
                                   "glue/qqp", "squad", "squad_v2", "tofu", "wmdp", "mmlu"}
 
 
@@ -223,16 +227,20 @@ def test_config_options_accept_dicts():
 def test_unknown_option_lists_options():
     with pytest.raises(ValueError, match="its options: .*forget"):
         load_task("toy-sentiment", forgett="random")
+    # each size is its own task name: the size is not an option
+    with pytest.raises(ValueError, match="no option 'size'.*shipped"):
+        load_task("toy-sentiment-small", size="toy-sentiment")
 
 
-def test_toy_sentiment_rejects_oversized_forget_before_training(monkeypatch):
+@pytest.mark.parametrize("name", ["toy-sentiment", "toy-sentiment-small"])
+def test_toy_sentiment_rejects_oversized_forget_before_training(monkeypatch, name):
     monkeypatch.setattr(tiny_fit, "train_model", lambda *a, **k: pytest.fail("trained"))
     with pytest.raises(ValueError, match="larger than the training set"):
-        load_task("toy-sentiment", forget=list(range(5000)))
+        load_task(name, forget=list(range(5000)))
     with pytest.raises(ValueError, match="does not fit"):
-        load_task("toy-sentiment", n_forget=10_000)
+        load_task(name, n_forget=10_000)
     with pytest.raises(ValueError, match="overlap"):
-        load_task("toy-sentiment", forget=[0, 1, 2], retain=[2, 3])
+        load_task(name, forget=[0, 1, 2], retain=[2, 3])
 
 
 def test_hub_name_offline_fails_at_once():

@@ -39,6 +39,7 @@ import copy
 import random
 import re
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -379,7 +380,14 @@ def build_monitor(cfg: Any, data: Any, device: torch.device, seed: int = 0) -> M
         if kind != "classification":
             raise ValueError(f"guard_drop watches held-out accuracy: it fits classification "
                              f"tasks, not {kind}")
-        rows = guard_batches(task, int(cfg.guard_rows), int(cfg.score_batch_size), seed)
-        mon.guard_metric = forget_accuracy(lambda: rows)
-        mon.guard_drop = float(cfg.guard_drop)
+        try:
+            rows = guard_batches(task, int(cfg.guard_rows), int(cfg.score_batch_size), seed)
+        except ValueError as e:
+            # A preset may turn the guard on for data that came without a held-out split: the
+            # run goes on unguarded and says so, rather than refusing to unlearn.
+            warnings.warn(f"fidelity guard off for this run: {e}", RuntimeWarning, stacklevel=3)
+            rows = None
+        if rows is not None:
+            mon.guard_metric = forget_accuracy(lambda: rows)
+            mon.guard_drop = float(cfg.guard_drop)
     return mon
