@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import tempfile
 import threading
 import time
@@ -530,11 +531,23 @@ def export_run(run: RunState, mask: ModuleMask | None = None, folder: str | None
         raise ValueError("run an unlearning job first; there is nothing to export yet")
     out = Path(folder or tempfile.mkdtemp(prefix="mape_viz_export_"))
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    run_dir = run.result.save(out / f"run-{stamp}")
-    files = sorted(str(p) for p in Path(run_dir).rglob("*") if p.is_file())
+    run_dir = run.result.save(out / f"unlearn-run-{run.selector}-{run.result.method}-{stamp}")
+    # downloads show base names only: each offered file is a copy named by what it is
+    # ("run-…": the run's folder, its mask included; "explored-…": the mask shown on Explore)
+    offered = out / f"download-{stamp}"
+    offered.mkdir()
+
+    def offer(folder: Path, prefix: str) -> list[str]:
+        names = []
+        for p in sorted(q for q in folder.rglob("*") if q.is_file()):
+            dest = offered / f"{prefix}-{'-'.join(p.relative_to(folder).parts)}"
+            shutil.copyfile(p, dest)
+            names.append(str(dest))
+        return names
+
+    files = offer(Path(run_dir), "run")
     if mask is not None:
-        mask_dir = save_mask(mask, out / f"explore-mask-{stamp}")
-        files += sorted(str(p) for p in Path(mask_dir).iterdir() if p.is_file())
+        files += offer(Path(save_mask(mask, out / f"explored-mask-{stamp}")), "explored")
     report = out / f"report-{stamp}.json"
     report.write_text(json.dumps({"forget_ids": run.forget_ids, "summary": run.result.summary(),
                                   "metrics": run.metrics,
