@@ -680,11 +680,13 @@ comparison_table(records, reference=("rt", "original"),
                  formats={"mia": ".3f", "forget": ".2%", "retain": ".2%", "test": ".2%"}).show()'''),
     md(r"""
 **Reading the table.** RT's forget accuracy is the target: the canaries contradict the rule,
-so a model that never saw them gets most of them "wrong". On this toy the full updates move
-furthest towards it. The masked runs change under a tenth of the parameters; for the
-fine-tuning methods the MAPE masks keep retain and test accuracy at the original level,
-while SURE's saliency, which looks at the forget set only, can pick modules the retain set
-relies on — MAPE's Fisher term guards against exactly that. For SO, the unlearning rate
+so a model that never saw them gets most of them "wrong". Compare each method's full, SURE
+and MAPE rows on both sides at once: how far forget accuracy fell towards RT's, what that
+cost in retain and test accuracy, and how many parameters changed (a 90 % sparse mask
+touches a small fraction of the model). MAPE's Fisher term is meant to steer the mask away
+from modules the retain set relies on, which SURE's forget-only saliency does not; whether
+that shows on this run is in the numbers above, at one step size per row — the frontier
+below looks across step sizes. For SO, the unlearning rate
 $\eta$ sets the trade-off between forgetting and fidelity: try a few values in the panel
 below.
 
@@ -1052,7 +1054,9 @@ RUN_TIME = {
     "02_greedy_swap.ipynb": _OLD_WORLD.format("34 s") + ".",
     "03_sparsity_tradeoff.ipynb": _OLD_WORLD.format("205 s") + ".",
     "04_unlearning_methods.ipynb": _OLD_WORLD.format("51 s, before the frontier section was "
-                                                     "added") + ".",
+                                                     "added") + "; quick sizes "
+        "(`MAPE_VIZ_QUICK=1`), with the frontier: 311 s on a shared 2-core machine at load "
+        "average ≈ 12–17 (two other notebooks ran at the same time).",
     "05_successive_and_relearning.ipynb": _OLD_WORLD.format("44 s") + ".",
     "06_tiny_tofu_llm.ipynb": "405 s at default sizes from a warm cache, measured on a shared "
                               "2-core machine at load average ≈ 15–17 (a second copy of this "
