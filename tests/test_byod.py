@@ -536,3 +536,17 @@ def test_task_arguments_are_checked():
         task_from_arguments(parser.parse_args(["--task", "toy-sentiment", "--text-column", "x"]))
     with pytest.raises(UsageError, match="--train-config takes a JSON object"):
         task_from_arguments(parser.parse_args(["--task", "glue/sst2", "--train-config", "{"]))
+
+
+def test_cli_unlearn_on_your_model_and_data(tmp_path):
+    data, model = _glue_folder(tmp_path)
+    out = tmp_path / "run"
+    assert main(["unlearn", "--model", model, "--data", data, "--forget", "ids:0,1,2",
+                 "--method", "ga", "--selector", "mape", "--sparsity", "0.5", "--max-steps", "2",
+                 "--out", str(out), "--quiet"]) == 0
+    assert {"config.json", "mask", "metrics.json", "weights.safetensors"} <= {
+        p.name for p in out.iterdir()}
+    config = json.loads((out / "config.json").read_text())
+    assert config["task"] == "text-classification"
+    assert config["task_options"]["forget"] == "ids:0,1,2"
+    assert load_mask(out / "mask").n_selected() == {"heads": 4, "filters": 32}

@@ -22,10 +22,9 @@ import torch
 from ..choices import describe, list_methods, list_selectors
 from ..mask_io import load_mask
 from ..metrics import evaluate
-from ..tasks import load_local_task, load_task
-from ..tasks.local import AUTO_MODELS
 from ..unlearning import UnlearnConfig
-from ._flags import UsageError, add_dataclass_flags, dataclass_overrides, key_values
+from ._flags import UsageError, add_dataclass_flags, dataclass_overrides
+from ._task_args import add_task_arguments, task_from_arguments
 
 # The package itself, not its ``unlearn`` function bound at import: the run looks the function
 # up when it starts, so a test can stand in for it (tests/test_unlearn.py interrupts a run by
@@ -40,14 +39,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         "unlearn", help="unlearn a forget set (one run, written to a run folder)",
         description="Unlearn a forget set from a model with a method and a module selector; "
                     f"writes config.json, mask/, metrics.json and weights.safetensors. Methods: {methods}.")
-    src = p.add_argument_group("data and model")
-    src.add_argument("--task", help="embedded or registered task name (e.g. toy-sentiment, tiny-tofu)")
-    src.add_argument("--task-option", action="append", metavar="KEY=VALUE",
-                     help="option passed to load_task (repeatable), e.g. forget=canaries")
-    src.add_argument("--model", help="local Hugging Face model folder (with --data)")
-    src.add_argument("--data", help="folder with forget/retain[/test] .jsonl files or a saved DatasetDict")
-    src.add_argument("--kind", choices=list(AUTO_MODELS),
-                     help="task kind for --model (default: from the architecture)")
+    add_task_arguments(p)
     run = p.add_argument_group("run")
     run.add_argument("--method", required=True, help=f"one of: {', '.join(list_methods())}")
     run.add_argument("--selector", default="mape",
@@ -93,19 +85,6 @@ def _load_config(args: argparse.Namespace) -> dict[str, Any]:
     return base
 
 
-def _load_source(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
-    """The task (embedded/registered or built from --model/--data) and what to record."""
-    if args.task and (args.model or args.data):
-        raise UsageError("give either --task or --model with --data, not both")
-    if args.task:
-        opts = key_values(args.task_option)
-        return load_task(args.task, **opts), {"task": args.task, "task_options": opts}
-    if args.model and args.data:
-        return load_local_task(args.model, args.data, args.kind), {
-            "model_path": str(Path(args.model).resolve()), "data_path": str(Path(args.data).resolve())}
-    raise UsageError("give --task NAME, or --model FOLDER with --data FOLDER")
-
-
 def run_unlearn(args: argparse.Namespace) -> int:
     """Run ``mape-viz unlearn``; returns the exit code (1: the run stopped on a NaN/inf loss)."""
     if args.method not in list_methods():
@@ -117,7 +96,7 @@ def run_unlearn(args: argparse.Namespace) -> int:
         raise UsageError(f"run folder {out} already exists; choose another --out or pass --overwrite")
     cfg = _load_config(args)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    task, record = _load_source(args)
+    task, record = task_from_arguments(args)
     mask = load_mask(args.mask) if args.mask else None
     result = unlearning.unlearn(task, args.method, args.selector, args.sparsity, cfg, mask=mask,
                                 progress=not args.quiet, device=device, seed=args.seed)
