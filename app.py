@@ -22,7 +22,6 @@ import gradio as gr
 from mape_viz.choices import (describe, list_granularities, list_methods, list_objectives,
                               list_refine_modes, list_selectors)
 from mape_viz.ui import app_logic as L
-from mape_viz.viz import sparsity_curves
 
 log = logging.getLogger("mape_viz.app")
 
@@ -161,9 +160,10 @@ def build_app(ctx: L.AppContext | None = None, task: str = "toy-sentiment",
         ids = L.parse_ids(ids_text, ctx)
         if not selectors or not sparsities:
             raise ValueError("choose at least one selector and one sparsity")
+        original = L.original_metrics(ctx, ids)
         for records in L.sweep(ctx, ids, method, selectors, sorted(float(s) for s in sparsities),
                                int(epochs), lr):
-            yield sparsity_curves(records), records
+            yield L.sweep_frontier(records, original), records
 
     @friendly
     def on_export(run, state):
@@ -238,7 +238,7 @@ def build_app(ctx: L.AppContext | None = None, task: str = "toy-sentiment",
                 s_epochs = gr.Slider(1, 50, value=preset.epochs, step=1, label="Epochs")
                 s_lr = gr.Number(value=preset.lr, label="Learning rate (empty = default)")
             sweep_btn = gr.Button("Run sweep", variant="primary", elem_id="sweep-btn")
-            sweep_plot = gr.Plot(label="Sparsity trade-off (drawn as runs finish)", elem_id="sweep-plot")
+            sweep_plot = gr.Plot(label="Efficacy-fidelity frontier over sparsity (drawn as runs finish)", elem_id="sweep-plot")
             sweep_table = gr.JSON(label="Records", elem_id="sweep-records")
         with gr.Tab("Export", id="export"):
             gr.Markdown("Download the last run: its mask (safetensors + JSON), the changed weights "

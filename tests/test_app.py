@@ -328,3 +328,18 @@ def test_browser_explore_unlearn_sweep_export(served, tmp_path):
             page.screenshot(path=str(out / "app_export.png"), full_page=True)
         finally:
             browser.close()
+
+
+def test_sweep_draws_the_frontier(ctx):
+    from mape_viz.ui import app_logic as L
+
+    ids = [ctx.canary_ids()[4]]
+    preset = L.app_config(ctx.task, "ga", "mape")
+    original = L.original_metrics(ctx, ids)
+    records = list(L.sweep(ctx, ids, "ga", ["mape"], [0.9], preset.epochs))[-1]
+    fig = L.sweep_frontier(records, original)
+    names = [t.name for t in fig.data]
+    assert "MAPE-GA" in names and "Original" in names
+    front = fig.data[names.index("MAPE-GA")]
+    # the front passes through the run (and is anchored at the original model)
+    assert (records[0]["forget_acc"], records[0]["test_acc"]) in set(zip(front.x, front.y))

@@ -31,6 +31,7 @@ from ..presets import task_options
 from ..scores import SELECTORS, score_modules
 from ..tasks import Task, load_task
 from ..types import ModuleMask
+from ..viz import frontier as viz_frontier
 from ..unlearning import METHODS, UnlearnConfig, as_config, unlearn
 from .explorer import ExplorerState, Scorer, mask_summary as summarize, view_figure
 
@@ -517,6 +518,21 @@ def sweep(ctx: AppContext, ids: list[int], method: str, selectors: Sequence[str]
                                forget=forget, retain=retain, eval_max_samples=eval_samples)
         records.append({k: record.get(k) for k in SWEEP_COLUMNS})
         yield list(records)
+
+
+def original_metrics(ctx: AppContext, ids: list[int], eval_samples: int = 256) -> dict[str, float]:
+    """The base model's metrics for forgetting ``ids`` (the sweep's reference point)."""
+    return _eval_rows(ctx, ctx.task.model, ids, eval_samples)
+
+
+def sweep_frontier(records: Sequence[Mapping[str, Any]], original: Mapping[str, float]) -> Any:
+    """The sweep drawn as efficacy-fidelity frontiers (:func:`mape_viz.viz.frontier`): one
+    curve per method x selector through its sparsities (forget accuracy vs test accuracy)."""
+    rows = [{"method": r["method"], "selector": r["selector"], "seed": 0,
+             "step_size": r["sparsity"], "forget": r["forget_acc"], "test": r["test_acc"],
+             "mia": r.get("mia")} for r in records]
+    ref = {"forget": original["forget_acc"], "test": original["test_acc"]}
+    return viz_frontier(rows, original=ref)
 
 
 # -- export --------------------------------------------------------------------------------
