@@ -36,7 +36,9 @@ def task_cache(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def sentiment(task_cache):
-    task = load_task("toy-sentiment", forget="canaries")
+    """The small toy world, trained here (the default size loads shipped weights: its
+    rebuild is tests/test_world.py's slow test)."""
+    task = load_task("toy-sentiment-small", forget="canaries")
     _report(task)
     return task
 
@@ -93,7 +95,7 @@ def test_sentiment_gold_model_follows_the_rule_on_canaries(sentiment):
 
 
 def test_sentiment_second_load_uses_the_cache(sentiment, no_training):
-    again = load_task("toy-sentiment", forget="canaries")
+    again = load_task("toy-sentiment-small", forget="canaries")
     assert again.meta["models"]["original"]["cached"]
     assert again.meta["models"]["retrained"]["cached"]
     for a, b in zip(sentiment.model.state_dict().values(), again.model.state_dict().values()):
@@ -102,8 +104,8 @@ def test_sentiment_second_load_uses_the_cache(sentiment, no_training):
     assert (folder / "model.safetensors").is_file() and (folder / "tokenizer.json").is_file()
     assert json.loads((folder / "mape_viz.json").read_text())["key"]["role"] == "original"
     # a random forget set reuses the same original model (D does not change)
-    r16 = load_task("toy-sentiment", forget="random", seed=16, retrained=False)
-    r42 = load_task("toy-sentiment", forget="random", seed=42, retrained=False)
+    r16 = load_task("toy-sentiment-small", forget="random", seed=16, retrained=False)
+    r42 = load_task("toy-sentiment-small", forget="random", seed=42, retrained=False)
     assert len(r16.forget) == len(r42.forget) == 128
     assert r16.forget["idx"] != r42.forget["idx"]
     assert len(r16.retain) == 4000 - 128 and r16.retrained_model is None
@@ -113,7 +115,7 @@ def test_sentiment_with_a_saved_model_folder(sentiment, no_training, tmp_path):
     folder = tmp_path / "saved"
     sentiment.model.save_pretrained(folder)
     sentiment.tokenizer.save_pretrained(folder)
-    task = load_task("toy-sentiment", forget="canaries", model=str(folder))
+    task = load_task("toy-sentiment-small", forget="canaries", model=str(folder))
     assert task.meta["models"]["original"] == {"path": str(folder)}
     assert task.retrained_model is not None  # same vocabulary: the cached gold model fits
     batch = next(task.batches("forget", 8))
@@ -122,8 +124,8 @@ def test_sentiment_with_a_saved_model_folder(sentiment, no_training, tmp_path):
     other = build_word_tokenizer(["a different vocabulary"], "bert")
     other.save_pretrained(folder)
     with pytest.raises(ValueError, match="another vocabulary.*retrained=False"):
-        load_task("toy-sentiment", forget="canaries", model=str(folder))
-    assert load_task("toy-sentiment", model=str(folder), retrained=False).retrained_model is None
+        load_task("toy-sentiment-small", forget="canaries", model=str(folder))
+    assert load_task("toy-sentiment-small", model=str(folder), retrained=False).retrained_model is None
 
 
 def _recall(model, task, rows) -> float:

@@ -20,8 +20,8 @@ def original_and_retrained(task: str, key: dict[str, Any], model_cls: type[PreTr
                            make_collate: Callable[[PreTrainedTokenizerBase], Collate],
                            train_rows: Sequence[dict], retain_rows: Sequence[dict],
                            forget_key: Any, cfg: TrainConfig, retrained: bool = True,
-                           model_folder: str | os.PathLike | None = None
-                           ) -> tuple[PreTrainedModel, PreTrainedModel | None,
+                           model_folder: str | os.PathLike | None = None,
+                           shipped: bool = True) -> tuple[PreTrainedModel, PreTrainedModel | None,
                                       PreTrainedTokenizerBase, dict[str, Any]]:
     """(original, retrained or None, tokenizer, info), each model trained once and cached.
 
@@ -41,10 +41,13 @@ def original_and_retrained(task: str, key: dict[str, Any], model_cls: type[PreTr
         model_folder: use this saved model (and its tokenizer) as the original instead of
             the embedded one, e.g. a model unlearned earlier. The gold model then needs the
             same vocabulary as the embedded tokenizer.
+        shipped: load models shipped in the package for these keys when there are
+            (``cache.load_or_train``); ``False`` trains (or loads the cache) instead.
 
     Returns:
         info: ``{"original": {...}, "retrained": {...}}`` with ``seconds``, ``cpu_seconds``,
-        ``cached``, ``path`` for each model trained here (``{"path"}`` for a given folder).
+        ``cached``, ``shipped``, ``path`` for each model trained here (``{"path"}`` for a
+        given folder).
     """
     def fit(rows: Sequence[dict], desc: str) -> Callable[[], tuple]:
         def run() -> tuple:
@@ -56,7 +59,7 @@ def original_and_retrained(task: str, key: dict[str, Any], model_cls: type[PreTr
     key = {**key, "train": cfg}
     if model_folder is None:
         model, tok, info_o = load_or_train(task, {**key, "role": "original"}, model_cls,
-                                           fit(train_rows, f"{task}: original"))
+                                           fit(train_rows, f"{task}: original"), shipped)
     else:
         model, tok = load_pretrained(model_cls, model_folder)
         info_o = {"path": str(model_folder)}
@@ -69,6 +72,6 @@ def original_and_retrained(task: str, key: dict[str, Any], model_cls: type[PreTr
                              f"pass retrained=False")
         gold, _, info_r = load_or_train(
             task, {**key, "role": "retrained", "forget": forget_key}, model_cls,
-            fit(retain_rows, f"{task}: retrained on D_r"))
+            fit(retain_rows, f"{task}: retrained on D_r"), shipped)
         info["retrained"] = info_r
     return model, gold, tok, info
