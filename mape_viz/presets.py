@@ -161,9 +161,14 @@ PRESETS: tuple[Preset, ...] = (
            "capped at 120 steps (issue #11: uncapped they ran 80,000 steps for one sample)."),
     Preset("toy-sentiment", None, "app", "rt", dict(epochs=1, max_steps=120, lr=1e-3),
            "RT retrains on the retain set: one epoch capped at 120 steps, as SA."),
-    Preset("toy-sentiment", None, "app", "so", dict(eta=1e-4),
-           "SO is one Newton step: the bench's MAPE-SO eta, walked up the eta ladder until "
-           "the stop rule holds (SO and GD at the old app defaults flipped nothing)."),
+    Preset("toy-sentiment", None, "app", "so", dict(eta=1e-2, guard_drop=0.03),
+           "SO is one Newton step walked up the eta ladder (eta * 2^-7 .. eta) until the stop "
+           "rule holds. On the 4-layer world eta 1e-4 (and 1e-3, 4e-3) flipped none of "
+           "canaries 0, 5, 17; full SO at 1e-2 with the 3-point guard flipped 0 and 5 (test "
+           "0.993, 0.994), the guard stopped 17 (without it 17 flipped at test 0.005)."),
+    Preset("toy-sentiment", None, "app", "so/mape", dict(eta=1e-1),
+           "MAPE-SO needs larger steps: eta 1e-1 flipped canaries 0 and 5 at test 0.962 / "
+           "0.931 without the guard, none of 0, 5, 17 with it (the guard stops first)."),
     Preset("toy-sentiment", None, "app", "gd", dict(lr=5e-3),
            "GD's retain term pulls against the forget term: a larger step than GA's 2e-3."),
     # ---- notebooks -------------------------------------------------------------------------
@@ -195,9 +200,15 @@ PRESETS: tuple[Preset, ...] = (
            "Tuned on tiny-tofu: larger steps collapse the tiny LM."),
 )
 
-# The app serves the smaller world (``toy-sentiment-small``) with the same rows.
+# The app serves the smaller world (``toy-sentiment-small``) with the same rows, but SO's
+# steps (measured per world).
 PRESETS += tuple(replace(p, task="toy-sentiment-small") for p in PRESETS
-                 if p.task == "toy-sentiment" and p.front_end == "app")
+                 if p.task == "toy-sentiment" and p.front_end == "app"
+                 and not p.target.startswith("so")) + (
+    Preset("toy-sentiment-small", None, "app", "so", dict(eta=1e-4),
+           "SO is one Newton step: the bench's MAPE-SO eta, walked up the eta ladder until "
+           "the stop rule holds (SO and GD at the old app defaults flipped nothing)."),
+)
 
 #: Task options each front end loads a task with, when the user gives none.
 TASK_OPTIONS: dict[tuple[str, str], dict[str, Any]] = {
