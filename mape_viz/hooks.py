@@ -3,7 +3,9 @@
 Masking (head/filter masks), the sparse parametrisation (delta terms) and the hook-based
 Fisher pass all attach hooks to a model for the duration of one block. They share this one
 mechanism: every handle is tracked and removed in ``finally``, also when the forward pass
-raises, so no hook ever leaks into a later call.
+raises, so no hook ever leaks into a later call. A ``copy.deepcopy`` of the model taken inside a
+block carries the hook functions along, not their handles: they are switched off for good
+when the block ends, so a copy never keeps a stale mask or tap.
 
     with temporary_hooks() as hooks:
         hooks.forward_pre(layer.attn_out, scale_heads)
@@ -30,19 +32,27 @@ class HookSet:
 
     def __init__(self) -> None:
         self._handles: list[RemovableHandle] = []
+        self._live = True
+
+    def _until_removed(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """``fn``, inert (returns None) once the block has ended."""
+        def hook(*args: Any) -> Any:
+            return fn(*args) if self._live else None
+        return hook
 
     def forward_pre(self, module: nn.Module, fn: PreHook) -> None:
         """``fn(module, args) -> new args | None`` before ``module.forward``."""
-        self._handles.append(module.register_forward_pre_hook(fn))
+        self._handles.append(module.register_forward_pre_hook(self._until_removed(fn)))
 
     def forward(self, module: nn.Module, fn: ForwardHook) -> None:
         """``fn(module, args, output) -> new output | None`` after ``module.forward``."""
-        self._handles.append(module.register_forward_hook(fn))
+        self._handles.append(module.register_forward_hook(self._until_removed(fn)))
 
     def __len__(self) -> int:
         return len(self._handles)
 
     def remove_all(self) -> None:
+        self._live = False
         while self._handles:
             self._handles.pop().remove()
 

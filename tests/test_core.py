@@ -238,6 +238,25 @@ def test_hooks_removed_even_on_error():
     assert sum(len(m._forward_pre_hooks) for m in model.modules()) == n_before
 
 
+def test_a_copy_taken_inside_a_mask_block_keeps_no_mask_after_it():
+    """The app copies its shared base model while another session may be scoring on it: the
+    copy carries the hook functions, which must go inert when the block ends."""
+    import copy
+
+    model = make_model("bert").eval()
+    sites = get_sites(model)
+    batch = make_batch("classification")
+    with torch.no_grad():
+        plain = model(**batch).logits
+        with apply_masks(model, torch.zeros(sites.shape("heads")), torch.zeros(sites.shape("filters"))):
+            masked = model(**batch).logits
+            twin = copy.deepcopy(model)
+        assert not torch.allclose(masked, plain)
+        one = {k: v[:1] for k, v in batch.items()}  # another batch size than any batched mask
+        assert torch.equal(twin(**batch).logits, plain)
+        assert torch.equal(twin(**one).logits, plain[:1])
+
+
 def _independent_terms(model, batches, reduce):
     """Per-sample backward on an unbatched (L, H)/(L, F) mask, one sample at a time."""
     sites = get_sites(model)

@@ -11,6 +11,7 @@ are the ``app`` rows of :mod:`mape_viz.presets` (docs/design.md §8), read by
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import shutil
@@ -97,7 +98,10 @@ class AppContext:
     retain_for_scoring: int
     checksum: str = ""
     cancel_events: dict[str, threading.Event] = field(default_factory=dict)
-    #: scoring hooks the shared base model: one session scores at a time
+    #: scoring installs hooks on the model it scores, so it never scores ``task.model`` —
+    #: which other sessions read (predict, evaluate, copy) at the same time — but this
+    #: private copy, one session at a time under ``score_lock``
+    scoring_model: Any = None
     score_lock: Any = field(default_factory=threading.Lock)
 
     def cancel_event(self, session: str | None) -> threading.Event:
@@ -184,7 +188,9 @@ class AppContext:
             n = len(retain) if self.retain_for_scoring == 0 else \
                 min(self.retain_for_scoring, len(retain))
             with self.score_lock:
-                return score_modules(self.task.model, self.batches(self.rows(ids)),
+                if self.scoring_model is None:
+                    self.scoring_model = copy.deepcopy(self.task.model)
+                return score_modules(self.scoring_model, self.batches(self.rows(ids)),
                                      self.batches(retain.select(range(n))), objective=objective,
                                      selector=selector, seed=seed, progress=True)
         return score
