@@ -38,12 +38,17 @@ The base model is never modified: each run works on its own copy."""
 
 
 def _ui_error(fn: Callable, e: Exception) -> gr.Error:
+    """The message a visitor sees. The toast stays until closed (``duration=None``): a fading
+    one left bare "Error" badges over old results. Ordinary user errors are one line in the
+    server log, never a traceback; anything else is logged with its traceback."""
     if isinstance(e, gr.Error):
         return e
     if isinstance(e, (ValueError, TypeError, RuntimeError, KeyError, FileExistsError)):
-        return gr.Error(str(e))
+        log.warning("%s: %s", fn.__name__, e)
+        return gr.Error(str(e), duration=None, print_exception=False)
     log.exception("handler %s failed", fn.__name__)  # details stay in the server log
-    return gr.Error(f"unexpected error ({type(e).__name__}); see the server log")
+    return gr.Error(f"unexpected error ({type(e).__name__}); see the server log",
+                    duration=None, print_exception=False)
 
 
 def friendly(fn: Callable) -> Callable:
