@@ -1,8 +1,10 @@
-"""Experiments end to end on the embedded ``toy-sentiment`` task (loads or trains and caches
-the tiny models: minutes on first use).
+"""Experiments end to end on the embedded worlds (loads or trains and caches the tiny models:
+minutes on first use).
 
 - The relearning attack brings canaries back: after unlearning the 32 memorised canaries,
-  fine-tuning on 20 % of them raises forget accuracy again.
+  fine-tuning on 20 % of them raises forget accuracy again (on the 2-layer
+  ``toy-sentiment-small``, whose bench presets were tuned there: on the 4-layer world 4 epochs
+  at 1e-3 brought full-GD's relearned rows from 0.0 to 0.71, not all the way back).
 - ``mape-viz bench --quick`` runs end to end through ``mape_viz.cli.main``.
 """
 
@@ -25,12 +27,12 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def task():
     torch.set_num_threads(1)  # shared CI cores: oversubscribed threads are many times slower
-    return load_task("toy-sentiment", forget="canaries")
+    return load_task("toy-sentiment-small", forget="canaries")
 
 
 def test_relearning_raises_forget_accuracy_again(task):
     recs = relearn(task, ["gd"], ("full", "mape"), epochs=4, lr=1e-3,
-                   overrides=preset_targets("toy-sentiment", "bench"), progress=False)
+                   overrides=preset_targets("toy-sentiment-small", "bench"), progress=False)
     by = {(r["selector"], r["epoch"]): r for r in recs}
     print("\n" + "\n".join(f"{s} epoch {e}: forget {r['forget_acc']:.3f} held-out "
                             f"{r['heldout_acc']:.3f} relearn rows {r['relearnset_acc']:.3f}"

@@ -127,6 +127,7 @@ def test_notebook_runs(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.heavy  # about 2 minutes each on a quiet machine, more under CI's load: not in CI
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_runs_at_default_sizes(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every notebook at the sizes a reader gets (no ``MAPE_VIZ_QUICK``): what a teacher runs.

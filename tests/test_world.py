@@ -168,6 +168,7 @@ def test_shipped_weights_hold_the_trained_models(world):
 
 
 @pytest.mark.slow
+@pytest.mark.heavy  # ~950 CPU-seconds: not in CI (`python -m pytest -m heavy`)
 def test_rebuild_from_scratch_meets_the_same_bars(tmp_path):
     """What scripts/build_world.py does, into a temporary root (about 20 min on a loaded
     2-core machine)."""
