@@ -1,8 +1,12 @@
 """mape_viz Gradio app: see which heads matter for a sample, and unlearn it interactively.
 
     python app.py                      # embedded toy-sentiment task, http://127.0.0.1:7860
-    python app.py --model-dir DIR      # a local safetensors classifier instead of the tiny one
+    python app.py --model DIR --data DIR --forget label-flip:16   # your classifier and data
+    python app.py --task glue/sst2 --model DIR --data SST-2/      # a named task on local files
     python app.py --host 0.0.0.0 --port 7861 --share
+
+The task flags are the CLI's (``mape-viz unlearn --help`` lists them: columns, forget specs,
+fine-tuning, ``--retrained``).
 
 Layout only (docs/design.md §9): every handler composes calls from ``mape_viz.ui.app_logic``
 (tested directly); every choice list comes from ``mape_viz.choices`` and the initial
@@ -21,6 +25,8 @@ import gradio as gr
 
 from mape_viz.choices import (describe, list_granularities, list_methods, list_objectives,
                               list_refine_modes, list_selectors)
+from mape_viz.cli._flags import UsageError
+from mape_viz.cli._task_args import add_task_arguments, task_from_arguments
 from mape_viz.ui import app_logic as L
 
 log = logging.getLogger("mape_viz.app")
@@ -218,7 +224,10 @@ def build_app(ctx: L.AppContext | None = None, task: str = "toy-sentiment",
                                     ("full model", "full")], value="explore", label="Modules")
                 with_full = gr.Checkbox(True, label="also run the full model (side by side)")
             with gr.Row():
-                lr = gr.Number(value=preset.lr, label="Learning rate (empty = preset)")
+                full_preset = L.app_config(ctx.task, first_method, "full")
+                lr = gr.Number(value=None, label=(
+                    f"Learning rate (empty = each run's preset; {first_method.upper()}: "
+                    f"{preset.lr:g} with a mask, {full_preset.lr:g} for the full model)"))
                 epochs = gr.Slider(1, 50, value=preset.epochs, step=1,
                                    label="Epochs (over the forget set; SA/RT: over the retain "
                                          "set, capped)")
@@ -278,16 +287,37 @@ def build_app(ctx: L.AppContext | None = None, task: str = "toy-sentiment",
     return demo
 
 
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description="mape_viz Gradio app (offline, embedded task by default)")
-    ap.add_argument("--task", default="toy-sentiment", help="task name (default: toy-sentiment)")
-    ap.add_argument("--model-dir", default=None,
-                    help="local folder with a safetensors classifier to use instead of the tiny one")
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description="mape_viz Gradio app (offline; the embedded "
+                                             "toy-sentiment task unless --task or --model/--data)")
+    add_task_arguments(ap)
+    ap.add_argument("--model-dir", default=None, help="same as --model (kept for old commands)")
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=7860)
     ap.add_argument("--share", action="store_true", help="create a public gradio.live link")
     args = ap.parse_args(argv)
-    demo = build_app(task=args.task, model_dir=args.model_dir)
+    if args.model_dir:
+        if args.model and args.model != args.model_dir:
+            ap.error("give --model or --model-dir, not both")
+        args.model = args.model_dir
+    if args.task is None and not args.data:
+        args.task = "toy-sentiment"  # --model alone swaps the classifier of the embedded task
+    return args
+
+
+def context_from_args(args: argparse.Namespace) -> L.AppContext:
+    """Load what the flags name (the app's task options for a named task given without any)."""
+    try:
+        task, _ = task_from_arguments(args, front_end="app")
+        return L.AppContext.from_task(task)
+    except (UsageError, ValueError, FileNotFoundError, RuntimeError) as e:
+        # bad flags, data or model: one line saying what to change, not a traceback
+        raise SystemExit(f"app.py: error: {e}") from None
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    demo = build_app(context_from_args(args))
     demo.launch(server_name=args.host, server_port=args.port, share=args.share)
 
 

@@ -149,10 +149,14 @@ def test_unlearn_uses_explores_mask_stops_and_runs_full_beside(ctx, monkeypatch)
     assert table[0][0] == cid
     assert {"original", "unlearned", ctx.reference_label(), "unlearned, full model"} <= set(run.metrics)
     rows = L.compare_table(run)
-    assert [r[0] for r in rows] == ["module-aware (Explore's mask)", "full model"]
-    assert rows[0][1] == run.result.n_changed_params < rows[1][1] == run.full.result.n_changed_params
+    assert [r[0] for r in rows] == ["module-aware (Explore's mask)", "full model (its preset lr)"]
+    assert rows[0][2] == run.result.n_changed_params < rows[1][2] == run.full.result.n_changed_params
     base = run.metrics["original"]["test_acc"]
-    assert rows[1][5] == round(run.metrics["unlearned, full model"]["test_acc"] - base, 4)
+    assert rows[1][6] == round(run.metrics["unlearned, full model"]["test_acc"] - base, 4)
+    # each run at its own preset step (the full model's is not the mask's)
+    full_preset = L.app_config(ctx.task, "ga", "full")
+    assert (rows[0][1], rows[1][1]) == (f"{preset.lr:.0e}", f"{full_preset.lr:.0e}")
+    assert run.full.result.config.lr == full_preset.lr
     assert L.weights_checksum(ctx.task.model) == ctx.checksum
     files = L.export_run(run, shown)
     names = {Path(f).name for f in files}
@@ -189,7 +193,8 @@ def test_client_explore_then_unlearn_same_mask(served, ctx):
     assert "(criterion)" in run_md and "parameter entries changed" in run_md
     names = [r[0] for r in metrics["data"]]
     assert any(n.startswith("retrained without the 32 canaries") for n in names)
-    assert [r[0] for r in compare["data"]] == ["module-aware (Explore's mask)", "full model"]
+    assert [r[0] for r in compare["data"]] == ["module-aware (Explore's mask)",
+                                                "full model (its preset lr)"]
     # a forget set outside the canaries: no retrained row, a line says why
     other = next(i for i in range(len(ctx.train)) if i not in set(ctx.canary_ids()))
     run_md, _, metrics, _ = client.predict(*_unlearn_args(other), api_name="/unlearn")
