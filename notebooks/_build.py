@@ -497,12 +497,12 @@ rule for every sparsity, $\text{lr}(S) = \text{lr}_{\text{full}} / (1 - S)$.
 import os
 
 QUICK = os.environ.get("MAPE_VIZ_QUICK") == "1"
-METHODS = ["ga", "npo"]
+METHODS = ["ga"]                   # ["ga", "npo"] adds NPO (twice the run time)
 SELECTORS = ["mape", "random"]
-SPARSITIES = [0.5, 0.9] if QUICK else [0.5, 0.7, 0.8, 0.9, 0.95]
-SEEDS = [0] if QUICK else [0, 1, 2]
+SPARSITIES = [0.5, 0.9] if QUICK else [0.5, 0.8, 0.9, 0.95]
+SEEDS = [0]                        # [0, 1, 2] for error bars (three times the run time)
 N_RETAIN_SCORE = 128 if QUICK else 1024
-EVAL_MAX = 300 if QUICK else None  # rows per split for evaluation (None = all)
+EVAL_MAX = 300 if QUICK else 500   # rows per split for evaluation (None = all: slower)
 '''),
     code(ENV + '''
 
@@ -539,8 +539,13 @@ retrained = evaluate(task, task.retrained_model, max_samples=EVAL_MAX)
 full = sweep_sparsity(task, METHODS, ["full"], [0.0], **common)
 records = []
 for sparsity in SPARSITIES:
-    records += sweep_sparsity(task, METHODS, SELECTORS, [sparsity], list_granularities(),
-                              overrides={"masked": {"lr": tuned["lr"] / (1 - sparsity)}}, **common)
+    masked_lr = {"masked": {"lr": tuned["lr"] / (1 - sparsity)}}
+    # Fig. 2: both selectors on heads and filters together; Fig. 7: MAPE on each kind alone
+    records += sweep_sparsity(task, METHODS, SELECTORS, [sparsity], ["both"],
+                              overrides=masked_lr, **common)
+    records += sweep_sparsity(task, METHODS, ["mape"], [sparsity],
+                              [g for g in list_granularities() if g != "both"],
+                              overrides=masked_lr, **common)
 pd.DataFrame(full + records).groupby(["method", "selector", "granularity", "sparsity"])[METRICS].mean().round(3)'''),
     md(r"""
 ## Fig. 2: MAPE against a random mask of the same size
@@ -572,9 +577,8 @@ full_table'''),
 the same size frees modules the retain set depends on and costs retain/test accuracy; the
 MAPE mask lowers the forget accuracy while keeping the rest close to the original model.
 The full updates in the table forget more canaries here, at a visible cost in fidelity. On
-a 2-layer model with 8 heads, 10 % of the heads is a single head: the granularity panels
-show how much of the work the filters do. Re-run without `QUICK` for more sparsities and
-three seeds (error bars).
+the 4-layer world with 32 heads, 10 % of the heads is three heads: the granularity panels
+show how much of the work the filters do. Set `SEEDS = [0, 1, 2]` for error bars.
 """),
 ]
 
@@ -617,16 +621,17 @@ import os
 
 QUICK = os.environ.get("MAPE_VIZ_QUICK") == "1"
 SPARSITY = 0.9
-SA_MAX_STEPS = 60 if QUICK else 0    # SA walks the whole retain set; cap it in CI (0 = no cap)
+SELECTORS = ["full", "mape"]         # add "sure" for the SURE baseline (half again the time)
+SA_MAX_STEPS = 60                   # SA walks the whole retain set: cap it (0 = no cap: minutes)
 N_RETAIN_SCORE = 128 if QUICK else 1024
-FISHER_SAMPLES = 256 if QUICK else 0 # retain samples for SO's parameter Fisher (0 = all)
+FISHER_SAMPLES = 256                 # retain samples for SO's parameter Fisher (0 = all: minutes)
 # efficacy-fidelity frontier: step sizes (x the tuned lr / eta) x seeds per method x selector
-FRONTIER_METHODS = ["ga"] if QUICK else ["ga", "npo"]
+FRONTIER_METHODS = ["ga"]            # ["ga", "npo"]: twice the run time
 FRONTIER_SELECTORS = ["full", "mape"]
-FRONTIER_MULTIPLIERS = [0.5, 1.0, 4.0] if QUICK else [0.25, 0.5, 1.0, 2.0, 4.0, 8.0]
+FRONTIER_MULTIPLIERS = [0.5, 1.0, 4.0] if QUICK else [0.25, 1.0, 4.0]
 FRONTIER_SEEDS = [0]
-EVAL_MAX = 300 if QUICK else None    # rows per split for the frontier's evaluations (None = all)
-RUN_PANEL = True                     # run the UnlearnPanel once at the end
+EVAL_MAX = 300                       # rows per split for the evaluations (None = all: slower)
+RUN_PANEL = QUICK                    # run the UnlearnPanel once (CI; ~20 s); else press its button
 '''),
     code(ENV + '''
 
@@ -647,12 +652,13 @@ from mape_viz.viz import comparison_table, frontier'''),
 
 `list_methods(task.kind)` lists the methods that fit a classification task (DPO needs
 generated answers and appears in notebook 06); `default_methods` are the paper's Table 2
-methods. `compare_methods` runs each method full and with a SURE and a MAPE mask, adds the
+methods. `compare_methods` runs each method full and with each mask of `SELECTORS` (MAPE; add `"sure"`
+for SURE's forget-only saliency), adds the
 reference rows (original model, RT, SA on all parameters), evaluates each model and returns
 one record per run. `overrides` give the full and the masked runs their own step sizes: the
 notebooks' tuned values for this task from the presets table (`mape_viz.presets`) — the tiny
-model's training rate $10^{-3}$ for full updates and $10\times$ that for 90 % sparse masks
-(the paper's rule), $\eta = 10^{-6}$ / $4\cdot10^{-6}$ for SO, at most 5 epochs — and
+model's training rate $10^{-3}$ for full updates and $2\times$ that for 90 % sparse masks
+(the paper's rule is $10\times$; on this world it cost 8 points of test accuracy), $\eta = 10^{-6}$ / $4\cdot10^{-6}$ for SO, at most 5 epochs — and
 **stop when forgotten** (`stop_when="flipped"`): a run ends at the first step where every
 canary's prediction has left its memorised label, so the `steps` column says how many
 updates each run needed and `stop_reason` why it ended.
@@ -662,8 +668,8 @@ print("methods for", task.kind, ":", list_methods(task.kind))
 config = UnlearnConfig(score_max_retain=N_RETAIN_SCORE, fisher_max_samples=FISHER_SAMPLES)
 tuned = preset_targets(task, "notebook")  # {"*": {"epochs": 5}, "full": {"lr": 1e-3, ...}, "masked": ...}
 overrides = {**tuned, "sa": {"max_steps": SA_MAX_STEPS}}
-records = compare_methods(task, default_methods(task.kind), sparsity=SPARSITY, config=config,
-                          overrides=overrides, progress=not QUICK)
+records = compare_methods(task, default_methods(task.kind), SELECTORS, sparsity=SPARSITY, config=config,
+                          overrides=overrides, eval_max_samples=EVAL_MAX, progress=not QUICK)
 cols = ["name", "forget", "mia", "retain", "test", "n_changed_params", "steps", "stop_reason", "seconds"]
 table = pd.DataFrame(records)
 table[[c for c in cols if c in table.columns]].round(3)'''),
@@ -680,8 +686,8 @@ comparison_table(records, reference=("rt", "original"),
                  formats={"mia": ".3f", "forget": ".2%", "retain": ".2%", "test": ".2%"}).show()'''),
     md(r"""
 **Reading the table.** RT's forget accuracy is the target: the canaries contradict the rule,
-so a model that never saw them gets most of them "wrong". Compare each method's full, SURE
-and MAPE rows on both sides at once: how far forget accuracy fell towards RT's, what that
+so a model that never saw them gets most of them "wrong". Compare each method's full and MAPE
+rows (and SURE's, when selected) on both sides at once: how far forget accuracy fell towards RT's, what that
 cost in retain and test accuracy, and how many parameters changed (a 90 % sparse mask
 touches a small fraction of the model). MAPE's Fisher term is meant to steer the mask away
 from modules the retain set relies on, which SURE's forget-only saliency does not; whether
@@ -698,8 +704,9 @@ as much at another and still keep more. So `run_frontier` runs a grid of step si
 tuned lr, or $\eta$ for SO, times a few multipliers) × seeds for each method × selector,
 and `viz.frontier` draws each one's Pareto front: forget accuracy (efficacy, lower is
 better) against test accuracy (fidelity, higher is better), with the original and the
-retrained model (RT) as reference points. A curve further up-left is better. At quick sizes
-the grid is tiny; run without `QUICK` for more step sizes and methods.
+retrained model (RT) as reference points. A curve further up-left is better. The grid is
+kept small so that the notebook runs in about two minutes: add multipliers, methods or seeds
+in the parameters cell for a fuller picture (each adds run time).
 """),
     code('''
 fc = FrontierConfig(methods=tuple(FRONTIER_METHODS), selectors=tuple(FRONTIER_SELECTORS),
@@ -799,9 +806,9 @@ import os
 QUICK = os.environ.get("MAPE_VIZ_QUICK") == "1"
 N_REQUESTS = 4                      # the canaries are removed in this many equal requests
 SPARSITY = 0.9
-N_RETAIN_SCORE = 128 if QUICK else 1024
-FISHER_SAMPLES = 256 if QUICK else 0
-EVAL_MAX = 300 if QUICK else None
+N_RETAIN_SCORE = 128 if QUICK else 256  # retain samples for each request's module scores
+FISHER_SAMPLES = 256                    # retain samples for SO's Fisher (0 = all: ~8 min more)
+EVAL_MAX = 300                          # rows per split for evaluation (None = all: slower)
 RELEARN_FRACTION = 0.25             # share of the forget set the attacker fine-tunes on
 RELEARN_EPOCHS = 6 if QUICK else 10
 RELEARN_LR = 1e-3                   # the tiny model's own training rate
@@ -1046,21 +1053,17 @@ KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "nam
 
 #: The measured wall time of each notebook, written under its title: a number only where it was
 #: measured (``time jupyter nbconvert --execute``, warm model cache), with the machine's load.
-_OLD_WORLD = ("at default sizes on the earlier 2-layer world, a quiet 2-core machine measured "
-              "{} (issue #14); not yet re-measured on the 4-layer world")
+_MEASURED = ("{} at default sizes from a warm model cache (`python benchmarks/time_notebooks.py`, "
+             "2026-12-03, one torch thread, 2-core machine shared with one other job)")
 RUN_TIME = {
-    "01_which_heads_matter.ipynb": _OLD_WORLD.format("122 s") + "; quick sizes "
-        "(`MAPE_VIZ_QUICK=1`): 123 s on a shared 2-core machine at load average ≈ 15.",
-    "02_greedy_swap.ipynb": _OLD_WORLD.format("34 s") + ".",
-    "03_sparsity_tradeoff.ipynb": _OLD_WORLD.format("205 s") + ".",
-    "04_unlearning_methods.ipynb": _OLD_WORLD.format("51 s, before the frontier section was "
-                                                     "added") + "; quick sizes "
-        "(`MAPE_VIZ_QUICK=1`), with the frontier: 311 s on a shared 2-core machine at load "
-        "average ≈ 12–17 (two other notebooks ran at the same time).",
-    "05_successive_and_relearning.ipynb": _OLD_WORLD.format("44 s") + ".",
-    "06_tiny_tofu_llm.ipynb": "405 s at default sizes from a warm cache, measured on a shared "
-                              "2-core machine at load average ≈ 15–17 (a second copy of this "
-                              "notebook ran at the same time); not measured on a quiet machine.",
+    "01_which_heads_matter.ipynb": _MEASURED.format("60 s"),
+    "02_greedy_swap.ipynb": _MEASURED.format("29 s"),
+    "03_sparsity_tradeoff.ipynb": _MEASURED.format("108 s"),
+    "04_unlearning_methods.ipynb": _MEASURED.format("106 s"),
+    "05_successive_and_relearning.ipynb": _MEASURED.format("192 s") + "; over the 2-minute "
+        "target: scenario (b), Eq. 12, needs SO's Fisher over all 4,000 training rows "
+        "(about 80 s of it)",
+    "06_tiny_tofu_llm.ipynb": _MEASURED.format("125 s"),
 }
 
 
