@@ -21,9 +21,11 @@ ROOT = Path(__file__).resolve().parents[1]
 def ctx():
     from mape_viz.ui import app_logic as L
 
-    # the 2-layer world: cached in seconds (the default world's first build takes minutes);
-    # the app's task options make the canaries the forget set
-    return L.AppContext.load("toy-sentiment-small")
+    # The 2-layer world by default: its app runs are shorter than the default world's (whose
+    # weights ship with the package). MAPE_VIZ_APP_TEST_TASK=toy-sentiment serves the default
+    # world (with MAPE_VIZ_SCREENSHOT_DIR=docs: the README's screenshots). The app's task
+    # options make the canaries the forget set.
+    return L.AppContext.load(os.environ.get("MAPE_VIZ_APP_TEST_TASK", "toy-sentiment-small"))
 
 
 def _free_port() -> int:
