@@ -2,8 +2,9 @@
 table and writes JSON.
 
 For each (method, modules) in GA/NPO/GD × MAPE (90 % sparsity, scored by the engine with the
-app config's settings: 256 retain samples, MLF, greedy refinement) / full model, each of the task's canaries is unlearned on its own with the app's presets (stop
-when flipped, the step cap, the app's learning rate) — the request a visitor makes with one
+app config's settings: 256 retain samples, MLF, greedy refinement) / full model, each of the
+task's canaries is unlearned on its own with the app's presets (stop when flipped, the step
+cap, the app's learning rate) — the request a visitor makes with one
 click. Per row: how many canaries flipped, the median and worst change of test accuracy (full
 test set, against the original model), the median steps and seconds per request.
 
@@ -27,6 +28,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
+from mape_viz.metrics.classification import accuracy  # noqa: E402
 from mape_viz.metrics.evaluate import classify  # noqa: E402
 from mape_viz.ui import app_logic as L  # noqa: E402
 from mape_viz.unlearning import unlearn  # noqa: E402
@@ -41,8 +43,7 @@ LR_FACTORS = {"mape": "1", "full": "1,mask"}
 
 def test_accuracy(ctx: L.AppContext, model: torch.nn.Module) -> float:
     """Accuracy on the task's whole test split."""
-    log_probs, labels = classify(model, ctx.batches(ctx.task.test, 256))
-    return float((log_probs.argmax(-1) == labels).mean())
+    return accuracy(*classify(model, ctx.batches(ctx.task.test, 256)))
 
 
 def resolve_lr(ctx: L.AppContext, method: str, selector: str, factor: str) -> float:

@@ -556,19 +556,14 @@ def test_app_serves_your_model_and_data(tmp_path):
     """``python app.py --model DIR --data DIR --forget ...``: the app's context holds that
     task, its forget rows play the canaries' role, and bad flags are one line."""
     import app
+    from mape_viz.ui.app_logic import sample_headers
 
     data, model = _glue_folder(tmp_path)
     ctx = app.context_from_args(app.parse_args(["--model", model, "--data", data,
                                                 "--forget", "ids:0,1,2"]))
     assert ctx.task.name == "text-classification" and len(ctx.train) == 16
     assert ctx.canary_ids() == [0, 1, 2] and ctx.task.label_names == ["negative", "positive"]
-    assert "canary" not in _sample_headers(ctx)
+    assert "canary" not in sample_headers(ctx)
     assert ctx.reference_note([0]).startswith("No retrained reference")
     with pytest.raises(SystemExit, match="app.py: error: text-classification needs data="):
         app.context_from_args(app.parse_args(["--task", "text-classification"]))
-
-
-def _sample_headers(ctx) -> list[str]:
-    from mape_viz.ui import app_logic as L
-
-    return L.sample_headers(ctx)
