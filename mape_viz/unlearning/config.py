@@ -25,6 +25,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from ..gradients import AUTOCAST_DTYPES
 from ..presets import preset_values
 from ..scores import OBJECTIVES
 from ..selection import GRANULARITIES, REFINE_MODES
@@ -62,6 +63,11 @@ class UnlearnConfig:
         granularity: which modules a mask may select: ``both``, ``heads`` or ``filters``.
         score_batch_size: batch size of the scoring passes.
         score_max_retain: score on at most this many retain samples (0 = all).
+        score_autocast: precision of the scoring passes' forward (``off``, ``bf16``, ``fp16``):
+            ``torch.autocast`` on the model's device, per-unit gradients reduced in float32
+            and the scores' sums accumulated in float32/float64 (``gradients.scoring_autocast``;
+            fp16 adds a loss scale and an unscaled retry on overflow). For GPUs; ``off`` (the
+            default) scores in the model's own dtype (docs/design.md §10).
         objective: the scoring objective of MAPE masks (``OBJECTIVES``: ``mlr``, ``mlf``,
             ``mlf-argmax``); None = the method's own (``mlr`` for SO, ``mlf`` otherwise).
         wanda_sparsity: ``mape+wanda`` only: fraction of each selected slice's entries kept
@@ -118,6 +124,9 @@ class UnlearnConfig:
     score_batch_size: int = _f(32, "batch size of the scoring passes", "select")
     score_max_retain: int = _f(1024, "score on at most this many retain samples (0 = all)",
                                "select")
+    score_autocast: str = _f("off", "precision of the scoring forward: off (the model's dtype), "
+                             "bf16 or fp16 autocast with float32 accumulation (GPU)", "select",
+                             choices=tuple(AUTOCAST_DTYPES))
     objective: str | None = _f(None, "scoring objective of MAPE masks (default: the method's)",
                                "select", choices=tuple(OBJECTIVES))
     wanda_sparsity: float = _f(WANDA_SPARSITY, "mape+wanda: fraction of each selected slice's "

@@ -30,6 +30,8 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import nn
 
+from ..distributed import process_info
+from ..gradients import scoring_autocast
 from ..scores import SELECTORS, WANDA_SELECTOR, score_modules
 from ..selection import select_modules
 from ..sitemaps import get_sites
@@ -60,16 +62,19 @@ def make_mask(model: nn.Module, data: RunData, objective: str, selector: str, sp
     the method's objective) and select the top ``1 − sparsity`` per kind (the lowest for
     ``mlf-argmax``); MAPE masks are refined by ``cfg.refine``. ``mape+wanda`` then keeps,
     inside the selected modules, the entries with the largest Wanda score on the forget set
-    at ``cfg.wanda_sparsity`` (:mod:`mape_viz.wanda`)."""
+    at ``cfg.wanda_sparsity`` (:mod:`mape_viz.wanda`). The scoring passes run under
+    ``cfg.score_autocast`` (``off`` / ``bf16`` / ``fp16``; docs/design.md §10)."""
     if data.score_retain is None:
         raise ValueError("scoring needs a retain set: pass retain=")
     objective = cfg.objective or objective
-    scores = score_modules(model, data.score_forget(), data.score_retain(), objective=objective,
-                           selector=selector, kind=data.kind, seed=seed, progress=progress)
     mape = selector in ("mape", WANDA_SELECTOR)
     refine = cfg.refine if mape and cfg.refine not in (None, "none") else None
-    mask = select_modules(scores, sparsity=sparsity, granularity=cfg.granularity,
-                          refine=refine, seed=seed)
+    with scoring_autocast(cfg.score_autocast):
+        scores = score_modules(model, data.score_forget(), data.score_retain(),
+                               objective=objective, selector=selector, kind=data.kind,
+                               seed=seed, progress=progress)
+        mask = select_modules(scores, sparsity=sparsity, granularity=cfg.granularity,
+                              refine=refine, seed=seed)
     if selector == WANDA_SELECTOR:
         mask = restrict_to_wanda(model, mask, data.score_forget(),
                                  cfg.wanda_sparsity, progress)
@@ -139,7 +144,7 @@ def unlearn(task_or_model: Any, method: str, selector: str = "mape", sparsity: f
         raise ValueError(f"method {m.name!r} needs a retain set: pass retain=")
 
     model_in = data.model
-    dev = torch.device(device) if device is not None else device_of(model_in)
+    dev = run_device(device, model_in)
     torch.manual_seed(seed)
     meter = MemoryMeter(dev)
     t_start = time.perf_counter()
@@ -190,6 +195,18 @@ def unlearn(task_or_model: Any, method: str, selector: str = "mape", sparsity: f
 
 # ---------------------------------------------------------------------------------------------
 # Helpers
+
+
+def run_device(device: str | torch.device | None, model: nn.Module) -> torch.device:
+    """Where a run happens: ``device`` (default: the model's). Under a launcher (one device
+    per process) a device type without an index — ``"cuda"`` — means this process's device
+    (``cuda:<local rank>``), so that processes do not share GPU 0 (docs/design.md §10)."""
+    dev = torch.device(device) if device is not None else device_of(model)
+    info = process_info()
+    if info.distributed and dev.index is None and dev.type == info.device.type \
+            and info.device.index is not None:
+        return info.device
+    return dev
 
 
 def device_of(model: nn.Module) -> torch.device:

@@ -16,6 +16,16 @@ tensors are set back to the last check within the guard). The checks change noth
 training reads (no RNG draw, the model's mode is restored), so a run stopped at step s holds
 the same model as the run with ``max_steps = s`` (same lr schedule: a ``linear`` schedule
 decays over min(epochs · batches, max_steps) whether or not the run stops early).
+
+Under ``accelerate launch`` (several processes; docs/design.md §10) every rank walks the same
+global batches and takes its rows of each step's forget and retain batch
+(:func:`mape_viz.distributed.shard_step`: the same fraction of both), multiplies its loss by
+that fraction, and the trained gradients are summed across ranks before clipping
+(:func:`mape_viz.distributed.all_reduce_grads_`). The loss terms of the history, the NaN/inf
+checks and the gradient norm are therefore global, every rank takes the same branch, and each
+applies the same AdamW step: the run equals one process with the same global batches (up to
+the order of floating-point sums). The stop checks agree because every rank adopts rank 0's
+check metrics (``Monitor.check``).
 """
 
 from __future__ import annotations
@@ -29,6 +39,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..distributed import all_reduce_floats, all_reduce_grads_, process_info, shard_step
 from ..losses import LossContext, Terms
 from .stopping import CRITERION, EPOCHS_DONE, ERROR, GUARD, MAX_STEPS, Monitor
 
@@ -144,7 +155,8 @@ def finetune(loss: LossFn, ctx: LossContext, *, forget: Source | None, retain: S
     sched = None
     if schedule == "linear" and total:
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1.0 - s / total))
-    bar = tqdm(total=total, desc=name, disable=not progress, leave=False)
+    info = process_info()
+    bar = tqdm(total=total, desc=name, disable=not progress or not info.is_main, leave=False)
     step = 0
     if monitor is not None:  # the starting model: maybe nothing is left to forget
         monitor.save(params)
@@ -161,8 +173,10 @@ def finetune(loss: LossFn, ctx: LossContext, *, forget: Source | None, retain: S
                     if drive == "forget" else (None, batch)
                 opt.zero_grad(set_to_none=True)
                 t0 = time.perf_counter()
-                terms = loss(ctx, f, r)
-                row = {"step": step, "epoch": epoch, **_terms_to_floats(terms)}
+                (f, r), weight = shard_step([f, r], info)
+                terms = loss(ctx, f, r) if weight > 0 else {}
+                local = {k: weight * v for k, v in _terms_to_floats(terms).items()}
+                row = {"step": step, "epoch": epoch, **all_reduce_floats(local, info)}
                 if not math.isfinite(row["loss"]):
                     terms_txt = ", ".join(f"{k}={v:.4g}" for k, v in row.items()
                                           if k not in ("step", "epoch"))
@@ -172,7 +186,9 @@ def finetune(loss: LossFn, ctx: LossContext, *, forget: Source | None, retain: S
                     row["stopped"] = True
                     out.history.append(row)
                     break
-                terms["loss"].backward()
+                if terms:
+                    (terms["loss"] * weight if weight != 1.0 else terms["loss"]).backward()
+                all_reduce_grads_(params, info)
                 norm = torch.nn.utils.clip_grad_norm_(
                     params, max_grad_norm if max_grad_norm > 0 else float("inf"))
                 row["grad_norm"] = float(norm)

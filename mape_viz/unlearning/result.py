@@ -20,6 +20,9 @@ Writing is atomic: everything goes into a temporary folder next to the target, w
 renamed into place at the end; on any error or Ctrl-C the temporary folder is removed, so a
 run folder is either complete or absent. An existing folder is replaced only with
 ``overwrite=True``.
+
+Under ``accelerate launch`` only rank 0 writes (every rank holds the same result); the other
+ranks wait for it and return the same path, or raise when rank 0 failed (docs/design.md §10).
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from ..distributed import broadcast_object, process_info
 from ..mask_io import load_mask, save_mask
 from ..types import ModuleMask, ModuleScores
 from .config import UnlearnConfig
@@ -271,8 +275,31 @@ def apply_changes(model: nn.Module, changes: dict[str, dict]) -> nn.Module:
 
 def save_run(result: UnlearnResult, folder: str | os.PathLike, overwrite: bool = False,
              extra: dict[str, Any] | None = None) -> Path:
-    """Write ``result`` as a run folder, atomically. ``extra`` is merged into config.json."""
+    """Write ``result`` as a run folder, atomically. ``extra`` is merged into config.json.
+
+    Under a launcher rank 0 writes and the others wait: all return ``folder`` once it is
+    complete; when rank 0 fails, it raises its error and the others a ``RuntimeError`` that
+    quotes it."""
     folder = Path(folder)
+    info = process_info()
+    if not info.distributed:
+        return _write_run(result, folder, overwrite, extra)
+    error = None
+    if info.is_main:
+        try:
+            _write_run(result, folder, overwrite, extra)
+        except BaseException as e:
+            error = f"{type(e).__name__}: {e}"
+            broadcast_object(error, info)
+            raise
+    error = broadcast_object(error, info)
+    if error is not None:
+        raise RuntimeError(f"rank 0 could not write the run folder {folder}: {error}")
+    return folder
+
+
+def _write_run(result: UnlearnResult, folder: Path, overwrite: bool,
+               extra: dict[str, Any] | None) -> Path:
     with atomic_dir(folder, overwrite) as tmp:
         cfg = {"format": RUN_FORMAT, "method": result.method, "selector": result.selector,
                "sparsity": result.sparsity, "seed": result.seed,

@@ -24,6 +24,11 @@ the duration of the Fisher pass only:
 - PyTorch has no ``vmap`` batching rule for the CPU flash-attention kernel behind ``sdpa``
   (it falls back to a Python loop over samples, ~10× slower): the model is switched to
   ``eager`` attention (plain matmul + softmax) and switched back afterwards.
+
+Under ``accelerate launch`` (docs/design.md §10) both passes shard like the scores: batch
+``i`` of the forget set and of the (globally capped) retain set goes to rank ``i % world``,
+and the sums and sample counts are all-reduced, so every rank holds the one-process sums and
+applies the same update.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from torch import nn
 from torch.func import functional_call, grad, vmap
 from tqdm.auto import tqdm
 
+from ..distributed import all_reduce_sum, process_info, shard, slice_rows
 from ..hooks import temporary_hooks
 from ..losses import INPUT_KEYS, loss_from_output, tensor_batch
 from .sparse import SparseParams
@@ -100,12 +106,14 @@ def grad_sum(model: nn.Module, sparse: SparseParams, batches: Iterable[Batch], k
              progress: bool = False, desc: str = "forget gradient") -> tuple[list[torch.Tensor], int]:
     """Σ_x ∇ℓ(θ; x) over ``batches`` for every trainable tensor of ``sparse``.
 
-    One ordinary backward per batch (a sum needs no per-sample gradients).
+    One ordinary backward per batch (a sum needs no per-sample gradients). Under a launcher
+    each rank sums its batches (``i % world == rank``) and the sums are all-reduced.
 
     Returns:
         (one tensor per ``sparse.trainable()``, same shapes; number of samples)
     """
     device = next(model.parameters()).device
+    info = process_info()
     tensors = sparse.trainable()
     sums = [torch.zeros_like(t, dtype=_acc_dtype(t)) for t in tensors]
     count = 0
@@ -113,7 +121,8 @@ def grad_sum(model: nn.Module, sparse: SparseParams, batches: Iterable[Batch], k
     model.eval()
     try:
         with sparse.attached():
-            for batch in tqdm(batches, desc=desc, disable=not progress, leave=False):
+            for _, batch in tqdm(shard(batches, info), desc=desc,
+                                 disable=not progress or not info.is_main, leave=False):
                 b = tensor_batch(batch, device)
                 with torch.enable_grad():
                     out = model(**{k: v for k, v in b.items() if k in INPUT_KEYS})
@@ -125,7 +134,17 @@ def grad_sum(model: nn.Module, sparse: SparseParams, batches: Iterable[Batch], k
                 count += losses.shape[0]
     finally:
         model.train(was_training)
-    return sums, count
+    return _reduced(sums, count, info)
+
+
+def _reduced(sums: list[torch.Tensor], count: int, info: Any) -> tuple[list[torch.Tensor], int]:
+    """Every rank's sums and sample count added up (the identity in one process)."""
+    if info.world == 1:
+        return sums, count
+    named = {str(i): t for i, t in enumerate(sums)}
+    named["count"] = torch.tensor([float(count)], dtype=torch.float64)
+    total = all_reduce_sum(named, info)
+    return [total[str(i)] for i in range(len(sums))], int(total["count"].item())
 
 
 FISHER_ENGINES = ("auto", "vmap", "hooks")
@@ -156,6 +175,11 @@ def fisher_sum(model: nn.Module, sparse: SparseParams, batches: Iterable[Batch],
         chunk: samples per ``vmap`` call (memory: chunk × trained entries).
         max_samples: stop after this many samples (0 = all).
         engine: ``auto``, ``vmap`` or ``hooks``.
+
+    Under a launcher the capped stream of batches is sharded (batch ``i`` to rank
+    ``i % world``) and the sums and count are all-reduced: every rank returns the one-process
+    answer.
+
     Returns:
         (sums of squares, one per ``sparse.trainable()``; number of samples)
     """
@@ -164,9 +188,11 @@ def fisher_sum(model: nn.Module, sparse: SparseParams, batches: Iterable[Batch],
     if engine == "hooks" and sparse.whole:
         raise ValueError("the 'hooks' Fisher engine handles module slices only; whole "
                          f"parameters ({', '.join(list(sparse.whole)[:3])}, ...) need 'vmap'")
-    if engine == "hooks" or (engine == "auto" and not sparse.whole):
-        return _fisher_sum_hooks(model, sparse, batches, kind, chunk, max_samples, progress, desc)
-    return _fisher_sum_vmap(model, sparse, batches, kind, chunk, max_samples, progress, desc)
+    info = process_info()
+    run = _fisher_sum_hooks if engine == "hooks" or (engine == "auto" and not sparse.whole) \
+        else _fisher_sum_vmap
+    sums, count = run(model, sparse, batches, kind, chunk, max_samples, progress, desc)
+    return _reduced(sums, count, info)
 
 
 def _slice_per_sample_grad(spec: Any, x: torch.Tensor, dy: torch.Tensor) -> torch.Tensor:
@@ -233,19 +259,29 @@ def _fisher_sum_hooks(model: nn.Module, sparse: SparseParams, batches: Iterable[
     return sums, count
 
 
-def _capped(batches: Iterable[Batch], device: torch.device, max_samples: int, desc: str,
-            progress: bool) -> Iterator[dict[str, torch.Tensor]]:
-    """Tensor batches on ``device``, cut so that at most ``max_samples`` samples (0 = all) pass."""
+def _cut(batches: Iterable[Batch], max_samples: int) -> Iterator[Batch]:
+    """The batches, cut so that at most ``max_samples`` samples (0 = all) pass (global: the
+    cap is applied before the batches are sharded)."""
     seen = 0
-    for batch in tqdm(batches, desc=desc, disable=not progress, leave=False):
-        b = tensor_batch(batch, device)
+    for batch in batches:
         if max_samples:
             room = max_samples - seen
             if room <= 0:
                 return
-            b = {k: v[:room] for k, v in b.items()}
-        seen += _n(b)
-        yield b
+            if room < _n(batch):
+                batch = slice_rows(batch, 0, room)
+        seen += _n(batch)
+        yield batch
+
+
+def _capped(batches: Iterable[Batch], device: torch.device, max_samples: int, desc: str,
+            progress: bool) -> Iterator[dict[str, torch.Tensor]]:
+    """This rank's tensor batches on ``device`` (all of them in one process), cut so that at
+    most ``max_samples`` samples (0 = all) pass over all ranks."""
+    info = process_info()
+    mine = shard(_cut(batches, max_samples), info)
+    for _, batch in tqdm(mine, desc=desc, disable=not progress or not info.is_main, leave=False):
+        yield tensor_batch(batch, device)
 
 
 def _fisher_sum_vmap(model: nn.Module, sparse: SparseParams, batches: Iterable[Batch], kind: str,

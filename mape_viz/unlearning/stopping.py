@@ -31,6 +31,10 @@ Why a run stopped (:data:`STOP_REASONS`): ``criterion`` (the rule held at a chec
 ``max_steps``, ``epochs done``, ``guard``, ``error`` (a NaN/inf stop), and for runs without
 steps ``one-shot`` (SO without a rule), ``eta ladder done`` (SO with a rule: the top rung η
 was reached without the rule holding) and ``retrained model`` (RT returned the task's model).
+
+Under ``accelerate launch`` every rank evaluates the check and all adopt rank 0's metrics
+(:func:`mape_viz.distributed.broadcast_object`), so verdicts, stop steps and guard restores
+agree across ranks (docs/design.md §10).
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..distributed import broadcast_object
 from ..metrics.classification import accuracy
 from ..metrics.evaluate import answer_logprob, classify, generate_answers
 from ..metrics.tofu import normalised_probability, rouge_l_recall_batch
@@ -272,15 +277,17 @@ class Monitor:
         t0 = time.perf_counter()
         rec: dict[str, Any] = {"step": step}
         verdict = None
+        acc = self.guard_metric(model) if self.guard_metric is not None else None
+        value = self.forget_metric(model) if self.forget_metric is not None else None
+        # under a launcher every rank decides on rank 0's numbers (docs/design.md §10)
+        acc, value = broadcast_object((acc, value))
         if self.guard_metric is not None:
-            acc = self.guard_metric(model)
             if self.start_guard is None:
                 self.start_guard = acc
             rec["guard_acc"] = acc
             if self.start_guard - acc > float(self.guard_drop) + 1e-12:
                 verdict = GUARD
         if self.forget_metric is not None:
-            value = self.forget_metric(model)
             rec[f"check_{self.metric_name}"] = value
             if verdict is None and self.rule.holds(value, self.target):
                 verdict = CRITERION
