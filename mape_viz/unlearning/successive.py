@@ -18,12 +18,21 @@ Two scenarios:
     gradient term) and, per request, refined by the Eq. 9 greedy swap with
     ``g = Σ_{x ∈ D_f^t} ∇_m ℓ(x)`` (the removed data, which Eq. 13 ignores) and D's block
     Fisher. Requests are assumed to be samples of D (as in Eq. 12: x^t ∈ D_r^{t−1}).
+
+    D's Fisher can be estimated on a seeded random sample of ``m`` rows of D
+    (``UnlearnConfig.fisher_max_samples``, as SO's retain Fisher in :func:`unlearn`; 0 = all of
+    D, the paper's Eq. 12): the start is ``S = (|D| / m) · Σ_{x ∈ sample} ∇ℓ(θ*; x)²`` with
+    ``n = |D|``, each request's exact Σ∇ℓ² is subtracted as before, and entries are clamped at
+    0 (an estimate minus exact sums can dip below zero; a Fisher cannot). Eq. 13's mask Fisher
+    and the block Fisher of Eq. 9 are means over the same sample. Before any removal
+    ``S / n`` is exactly the mean Fisher of the sampled rows.
 """
 
 from __future__ import annotations
 
 import copy
 import math
+import random
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
@@ -61,6 +70,8 @@ class SuccessiveResult:
         masks: the mask used for each request (None for full runs).
         results: scenario (a): each request's :class:`UnlearnResult` (models dropped except
             the last, unless ``keep_models``); scenario (b): empty.
+        fisher_rows: scenario (b): positions in D (in ``data`` order) of the rows D's Fisher
+            was estimated on, or None when it used all of D.
     """
 
     model: nn.Module
@@ -68,6 +79,7 @@ class SuccessiveResult:
     initial_metrics: dict = field(default_factory=dict)
     masks: list[ModuleMask | None] = field(default_factory=list)
     results: list[UnlearnResult] = field(default_factory=list)
+    fisher_rows: list[int] | None = None
 
     def metric(self, name: str) -> list[Any]:
         """One metric across requests, starting with the initial model's value."""
@@ -148,6 +160,42 @@ def _batches_of(task: Any, x: Any, batch_size: int) -> list[Batch]:
     return materialise(x, "request")
 
 
+def fisher_sample_rows(n_rows: int, max_samples: int, seed: int = 0) -> list[int] | None:
+    """Sorted positions of the rows D's Fisher is estimated on: ``max_samples`` of ``n_rows``
+    drawn with ``random.Random(seed)`` (as ``unlearn``'s retain subset), or None (all rows)
+    when ``max_samples`` is 0 or not smaller than ``n_rows``."""
+    if max_samples < 0:
+        raise ValueError(f"max_samples must be >= 0, got {max_samples}")
+    if not max_samples or n_rows <= max_samples:
+        return None
+    return sorted(random.Random(seed).sample(range(n_rows), max_samples))
+
+
+def _batch_size(b: Batch) -> int:
+    return int(torch.as_tensor(b["input_ids"]).shape[0])
+
+
+def take_rows(batches: Sequence[Batch], rows: Sequence[int]) -> list[Batch]:
+    """The rows at positions ``rows`` (sorted, counted across ``batches`` in order), keeping
+    each batch's collation (padding) so each row's loss is unchanged."""
+    out, start, it = [], 0, 0
+    rows = list(rows)
+    for b in batches:
+        size = _batch_size(b)
+        local = []
+        while it < len(rows) and rows[it] < start + size:
+            local.append(rows[it] - start)
+            it += 1
+        if local:
+            idx = torch.tensor(local)
+            out.append({k: (v.index_select(0, idx.to(v.device)) if isinstance(v, torch.Tensor)
+                            and v.dim() > 0 and v.shape[0] == size else v) for k, v in b.items()})
+        start += size
+    if it != len(rows):
+        raise ValueError(f"row {rows[it]} is beyond D's {start} rows")
+    return out
+
+
 def successive_so(task_or_model: Any, requests: Sequence[Any],
                   config: UnlearnConfig | Mapping[str, Any] | None = None, *,
                   data: Any = None, selector: str = "mape", sparsity: float = 0.9,
@@ -168,9 +216,12 @@ def successive_so(task_or_model: Any, requests: Sequence[Any],
         sparsity: fraction of modules frozen.
         metrics: ``metrics(model, t)`` at t = 0 (θ*) and after each request.
         max_factor: per-sample mask-gradient rows of D kept for the block Fisher.
+        config: ``fisher_max_samples`` > 0 estimates D's Fisher (Eq. 12's running sum, Eq. 13's
+            mask Fisher, Eq. 9's block Fisher) on that many rows of D drawn with ``seed``
+            (:func:`fisher_sample_rows`; module docstring); 0 = all of D.
     Returns:
         :class:`SuccessiveResult`; ``steps[t-1]`` has ``n_removed``, ``n_retain``, the mask
-        size, the number of swaps and seconds.
+        size, the number of swaps and seconds; ``fisher_rows`` the sampled positions of D.
     """
     if not requests:
         raise ValueError("no requests given")
@@ -203,11 +254,17 @@ def successive_so(task_or_model: Any, requests: Sequence[Any],
     eta = cfg.eta_for(masked)
 
     t0 = time.perf_counter()
-    S, n_retain = fisher_sum(base, sparse, d_batches, kind, cfg.fisher_batch_size,
+    n_d = sum(_batch_size(b) for b in d_batches)
+    sampled = fisher_sample_rows(n_d, cfg.fisher_max_samples, seed)
+    f_batches = d_batches if sampled is None else take_rows(d_batches, sampled)
+    S, n_sample = fisher_sum(base, sparse, f_batches, kind, cfg.fisher_batch_size,
                              progress=progress, desc="Fisher on D", engine=cfg.fisher_engine)
+    n_retain = n_d
+    if sampled is not None:  # (|D| / m) · Σ_sample: an estimate of Σ_D with n = |D|
+        S = [s * (n_d / n_sample) for s in S]
     G = [torch.zeros_like(s) for s in S]
     if masked:
-        d_stats = accumulate_mask_grads(base, d_batches, kind, max_factor=max_factor,
+        d_stats = accumulate_mask_grads(base, f_batches, kind, max_factor=max_factor,
                                         progress=progress, desc="mask Fisher on D", sites=sites)
         factor = {}
         for k in ("heads", "filters"):
@@ -216,7 +273,7 @@ def successive_so(task_or_model: Any, requests: Sequence[Any],
         g_mask = {k: torch.zeros(sites.shape(k), dtype=torch.float64) for k in ("heads", "filters")}
     pre_seconds = time.perf_counter() - t0
 
-    out = SuccessiveResult(model=theta_star)
+    out = SuccessiveResult(model=theta_star, fisher_rows=sampled)
     if metrics is not None:
         out.initial_metrics = dict(metrics(theta_star, 0))
     n_removed = 0
@@ -229,6 +286,8 @@ def successive_so(task_or_model: Any, requests: Sequence[Any],
             a += b
         for a, b in zip(S, s_t):
             a -= b
+            if sampled is not None:
+                a.clamp_(min=0)
         n_retain -= n_t
         n_removed += n_t
         if n_retain <= 0:
