@@ -9,7 +9,8 @@ order). Scenarios, one line each in Fig. 3:
   first t requests (the paper's "batch" scenario).
 - ``eq12`` — :func:`mape_viz.unlearning.successive_so` (Appendix A.2, second order only): every
   update starts again from θ* with running sums and Eq. 13 masks (selectors ``mape`` and
-  ``full`` only).
+  ``full`` only). The run's ``fisher_max_samples`` (> 0) estimates D's Fisher on that many
+  seeded rows of D instead of all of them (4,000 on ``toy-sentiment``; docs/design.md §5).
 
 One record per (scenario, selector, sparsity, request), request 0 being the original model.
 Metrics: :func:`mape_viz.metrics.evaluate` with the forget split = **all** requested rows (the
