@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The issue-#11 study (docs/bench_toy_sentiment.md): efficacy–fidelity frontiers of GA, GD,
+# NPO, SO × full / MAPE / SURE / random at 90 % sparsity, 3 seeds, on toy-sentiment (4-layer)
+# and toy-sentiment-small (2-layer), then MAPE-GA's frontier per sparsity (Fig. 2) and per
+# granularity (Fig. 7) by the same rule (benchmarks/study_settings.py).
+# Reductions (time on a shared 2-core machine), stated in the doc: grid 0.25,1,4 (3 of the
+# default 6 factors), evaluation capped at 1000 rows per split (D_r has 3968), SO's Fisher on
+# 1024 retain rows. Each method is its own command so a partial study still leaves results.
+# Usage: bash benchmarks/study.sh [OUT]   (default benchmarks/results/study)
+set -euo pipefail
+export HF_HUB_OFFLINE=1
+OUT=${1:-benchmarks/results/study}
+GRID=${GRID:-0.25,1,4}
+COMMON=(--experiments frontier --selectors full,mape,sure,random --sparsity 0.9 --seeds 0,1,2
+        --grid "$GRID" --eval-max-samples 1000 --override so:fisher_max_samples=1024
+        --threads 1 --quiet --overwrite)
+run() {  # task method
+  local task=$1 m=$2 d="$OUT/$1/$2"
+  mkdir -p "$OUT/$task"
+  /usr/bin/time -f "wall %e s, user %U s, %P CPU, max RSS %M KiB" -o "$d.time" \
+    mape-viz bench --task "$task" --methods "$m" "${COMMON[@]}" --out "$d" > "$d.log" 2>&1
+  echo "$(date -u +%H:%M:%S) $task $m: $(cat "$d.time") load: $(cut -d' ' -f1-3 /proc/loadavg)" \
+    | tee -a "$OUT/timings.txt"
+}
+STEPS=${STEPS:-"toy-sentiment:ga toy-sentiment:gd toy-sentiment:so toy-sentiment-small:ga,gd,npo,so settings toy-sentiment:npo"}
+for s in $STEPS; do
+  if [ "$s" = settings ]; then
+    /usr/bin/time -f "wall %e s, user %U s, %P CPU, max RSS %M KiB" -o "$OUT/settings.time" \
+      python benchmarks/study_settings.py --out "$OUT/settings" --grid "$GRID" \
+      > "$OUT/settings.log" 2>&1
+    echo "$(date -u +%H:%M:%S) settings: $(cat "$OUT/settings.time") load: $(cut -d' ' -f1-3 /proc/loadavg)" \
+      | tee -a "$OUT/timings.txt"
+  else
+    run "${s%%:*}" "${s##*:}"
+  fi
+done
+python benchmarks/study_tables.py "$OUT"
