@@ -1,6 +1,6 @@
-"""Scale: sharded scoring under ``accelerate launch``, the scoring pass's floor (no weight
-gradient, padding trimmed), autocast, and the GPU check's tiny CPU configuration
-(docs/design.md §2, §10)."""
+"""Scale: sharded scoring and masked unlearning (GA, GD, NPO, SO) under ``accelerate launch``,
+the scoring pass's floor (no weight gradient, padding trimmed), autocast, and the GPU check's
+tiny CPU configuration (docs/design.md §2, §10)."""
 
 from __future__ import annotations
 
@@ -19,15 +19,21 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from conftest import FAMILIES, make_batch, make_model
 from dist_worker import WORKER_FAMILIES, OneShot, batches
 from dist_worker import run as run_worker
+from dist_unlearn_worker import FISHER_CAP, FORGET_SIZES, UNLEARN_FAMILIES, RUNS
+from dist_unlearn_worker import run as run_unlearn_worker
 from test_byod import _glue_folder  # a GLUE-style folder and a tiny classifier, on disk
 from mape_viz.cli import main as cli_main
-from mape_viz.distributed import ProcessInfo, process_info, shard
-from mape_viz.gradients import (accumulate_mask_grads, autocast_dtype, frozen,
-                                per_sample_mask_grads, scoring_autocast, trim_padding)
+from mape_viz.distributed import (ProcessInfo, process_info, row_shards, shard, shard_step,
+                                  slice_rows)
+from mape_viz.gradients import (_SCORING_AUTOCAST, accumulate_mask_grads, autocast_dtype,
+                                frozen, per_sample_mask_grads, scoring_autocast, trim_padding)
 from mape_viz.losses import per_sample_loss
 from mape_viz.mask_io import load_mask
 from mape_viz.masking import apply_masks
 from mape_viz.sitemaps import get_sites
+from mape_viz.unlearning import UnlearnConfig, make_mask, resolve_data
+from mape_viz.unlearning import engine
+from mape_viz.unlearning.result import read_run
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Two processes over gloo on CPU. ``accelerate launch --cpu --num_processes 2`` starts *one*
@@ -134,6 +140,108 @@ def test_cli_score_under_two_processes_writes_the_one_process_folder(tmp_path, m
 
 
 # ---------------------------------------------------------------------------------------------
+# Masked unlearning: two processes vs one (tests/dist_unlearn_worker.py)
+
+#: float64 tiny models: two processes' weights are within this of one process's (measured:
+#: at most 3.3e-13 after 6 AdamW steps); every run moves some weight by far more (>= 1e-3).
+UNLEARN_ATOL, UNLEARN_RTOL, MOVED = 1e-9, 1e-7, 1e-3
+
+
+def _launch(worker: str, out: Path) -> None:
+    accelerate = shutil.which("accelerate")
+    if accelerate is None:
+        pytest.skip("the accelerate CLI is not on PATH")
+    proc = subprocess.run([accelerate, *LAUNCH, str(ROOT / "tests" / worker), str(out)],
+                          env=_env(), cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+
+@pytest.fixture(scope="module")
+def unlearn_two_and_one(tmp_path_factory):
+    two = tmp_path_factory.mktemp("unlearn_two")
+    one = tmp_path_factory.mktemp("unlearn_one")
+    _launch("dist_unlearn_worker.py", two)
+    threads = torch.get_num_threads()
+    try:
+        run_unlearn_worker(one)
+    finally:
+        torch.set_num_threads(threads)
+    return [torch.load(two / f"rank{r}.pt") for r in (0, 1)], torch.load(one / "rank0.pt"), two, one
+
+
+def _runs(fam: str) -> list[str]:
+    return list(RUNS) + (["ga-stop"] if FAMILIES[fam][2] == "classification" else [])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fam", UNLEARN_FAMILIES)
+def test_two_processes_unlearn_like_one(unlearn_two_and_one, fam):
+    (r0, r1), single, _, _ = unlearn_two_and_one
+    assert (r0["world"], r1["world"], single["world"]) == (2, 2, 1)
+    base = make_model(fam).state_dict()
+    for name in _runs(fam):
+        ref, got, other = single[f"{fam}/{name}"], r0[f"{fam}/{name}"], r1[f"{fam}/{name}"]
+        assert ref["ok"] and got["ok"] and other["ok"], name
+        # the same mask (sharded scoring), the same number of steps and reason to stop
+        assert torch.equal(got["mask_heads"], ref["mask_heads"]), name
+        assert torch.equal(got["mask_filters"], ref["mask_filters"]), name
+        assert (got["stopped_at"], got["stop_reason"]) == (ref["stopped_at"], ref["stop_reason"])
+        assert (other["stopped_at"], other["stop_reason"]) == (ref["stopped_at"], ref["stop_reason"])
+        # the history's loss terms are the global batch's
+        assert len(got["history"]) == len(ref["history"]), name
+        for a, b in zip(got["history"], ref["history"]):
+            for k in ("loss", "forget_loss", "retain_loss", "npo_loss", "grad_norm"):
+                if k in b:
+                    assert a[k] == pytest.approx(b[k], rel=1e-9, abs=1e-12), (name, k)
+        moved = 0.0
+        for key, t in ref["state"].items():
+            # both ranks hold the same model, bit for bit
+            assert torch.equal(got["state"][key], other["state"][key]), (name, key)
+            torch.testing.assert_close(got["state"][key], t, rtol=UNLEARN_RTOL,
+                                       atol=UNLEARN_ATOL, msg=f"{name} {key}")
+            moved = max(moved, float((t - base[key]).abs().max()))
+            # frozen entries: outside the trained slices, exactly the original
+            frozen = torch.ones_like(t, dtype=torch.bool)
+            change = got["changes"].get(key)
+            if change is not None:
+                frozen.index_fill_(change["dim"], change["index"], False)
+            assert torch.equal(got["state"][key][frozen], base[key][frozen]), (name, key)
+        assert moved >= MOVED, f"{name}: the run barely changed the model ({moved:.2g})"
+    if "ga-stop" in _runs(fam):  # the rule held after 2 of 9 steps, on both ranks
+        assert r0[f"{fam}/ga-stop"]["stop_reason"] == "criterion"
+        assert r0[f"{fam}/ga-stop"]["stopped_at"] == 2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fam", UNLEARN_FAMILIES)
+def test_two_processes_sum_so_gradients_and_fisher_like_one(unlearn_two_and_one, fam):
+    (r0, r1), single, _, _ = unlearn_two_and_one
+    ref = single[f"{fam}/sums"]
+    assert (r0[f"{fam}/sums"]["n_forget"], r0[f"{fam}/sums"]["n_retain"]) == \
+        (sum(FORGET_SIZES), FISHER_CAP) == (ref["n_forget"], ref["n_retain"])
+    for key in ("grad", "fisher"):
+        for a, b, t in zip(r0[f"{fam}/sums"][key], r1[f"{fam}/sums"][key], ref[key]):
+            assert torch.equal(a, b)
+            torch.testing.assert_close(a, t, rtol=1e-9, atol=1e-12 * float(t.abs().max()))
+
+
+@pytest.mark.slow
+def test_two_processes_write_one_run_folder_each(unlearn_two_and_one):
+    _, _, two, one = unlearn_two_and_one
+    names = sorted(p.name for p in (one / "runs").iterdir())
+    assert sorted(p.name for p in (two / "runs").iterdir()) == names  # no temporary leftovers
+    assert len(names) == sum(len(_runs(f)) for f in UNLEARN_FAMILIES)
+    for name in names:
+        a, b = read_run(two / "runs" / name), read_run(one / "runs" / name)
+        assert a["config"] == b["config"]
+        assert a["metrics"]["stopped_at"] == b["metrics"]["stopped_at"]
+        w2, w1 = (load_file(d / "runs" / name / "weights.safetensors") for d in (two, one))
+        assert sorted(w2) == sorted(w1)
+        for key, t in w1.items():
+            torch.testing.assert_close(w2[key], t, rtol=UNLEARN_RTOL, atol=UNLEARN_ATOL)
+
+
+# ---------------------------------------------------------------------------------------------
 # Sharding without processes
 
 
@@ -144,6 +252,63 @@ def test_shard_takes_every_nth_batch_of_lists_and_iterables():
     assert list(shard(items, info)) == expected
     assert list(shard(OneShot(items), info)) == expected
     assert list(shard(items, ProcessInfo(0, 1, torch.device("cpu")))) == list(enumerate(items))
+
+
+def test_row_shards_give_every_rank_the_same_fraction_of_each_set():
+    for sizes in ([3, 4], [4, 2], [1, 5], [8], [3], [10, 10], [6, 9, 12]):
+        for world in (1, 2, 3, 4):
+            parts = row_shards(sizes, world)
+            assert sum(p.weight for p in parts) == pytest.approx(1.0)
+            for i, n in enumerate(sizes):  # the spans tile each set in order
+                spans = [p.spans[i] for p in parts]
+                assert spans[0][0] == 0 and spans[-1][1] == n
+                assert all(a[1] == b[0] for a, b in zip(spans, spans[1:]))
+                for p, (a, b) in zip(parts, spans):
+                    assert (b - a) == pytest.approx(p.weight * n)
+    assert [p.weight for p in row_shards([3, 4], 2)] == [1.0, 0.0]  # gcd 1: rank 0 alone
+    assert [p.spans for p in row_shards([4, 2], 2)] == [((0, 2), (0, 1)), ((2, 4), (1, 2))]
+    with pytest.raises(ValueError, match="sizes >= 1"):
+        row_shards([0, 3], 2)
+
+
+def test_shard_step_cuts_rows_and_keeps_shared_values():
+    f = make_batch("classification", bsz=4)
+    f["note"] = "kept"
+    r = make_batch("classification", bsz=2, seed=5)
+    (fs, rs), w = shard_step([f, r], ProcessInfo(1, 2, torch.device("cpu")))
+    assert w == 0.5 and fs["note"] == "kept"
+    assert torch.equal(fs["input_ids"], f["input_ids"][2:]) and torch.equal(rs["labels"], r["labels"][1:])
+    (fs, rs), w = shard_step([make_batch("classification", bsz=3), r],
+                             ProcessInfo(1, 2, torch.device("cpu")))
+    assert (fs, rs, w) == (None, None, 0.0)  # gcd(3, 2) = 1: rank 0 takes the step
+    (fs, none), w = shard_step([f, None], ProcessInfo(0, 1, torch.device("cpu")))
+    assert none is None and w == 1.0 and fs["input_ids"] is f["input_ids"]
+    assert slice_rows(f, 1, 3)["attention_mask"].shape == (2, f["input_ids"].shape[1])
+
+
+def test_score_autocast_is_a_config_field_used_by_make_mask(monkeypatch):
+    assert UnlearnConfig().score_autocast == "off"
+    with pytest.raises(ValueError, match="score_autocast='int8'"):
+        UnlearnConfig(score_autocast="int8")
+    seen = []
+
+    def spy(*args, **kwargs):  # the autocast in force while make_mask scores
+        seen.append(_SCORING_AUTOCAST.get())
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(engine, "score_modules", spy)
+    model = make_model("bert")
+    b = make_batch("classification", bsz=2)
+    data, _ = resolve_data(model, "ga", UnlearnConfig(), forget=[b], retain=[b])
+    with pytest.raises(RuntimeError, match="stop here"):
+        make_mask(model, data, "mlf", "mape", 0.5, UnlearnConfig(score_autocast="bf16"))
+    assert seen == [torch.bfloat16]
+
+
+def test_score_autocast_is_a_cli_flag(capsys):
+    with pytest.raises(SystemExit):
+        cli_main(["unlearn", "--help"])
+    assert "--score-autocast {off,bf16,fp16}" in capsys.readouterr().out
 
 
 def test_one_process_is_not_distributed():
