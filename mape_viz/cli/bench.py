@@ -199,9 +199,12 @@ def table_columns_for(records: list[dict], kind: str) -> tuple[tuple, tuple, dic
     return eff, fid, dirs
 
 
-def comparison_markdown_for(records: list[dict], kind: str) -> str:
+def comparison_markdown_for(records: list[dict], kind: str,
+                            wanda: dict[str, float] | None = None) -> str:
     """The bench's Table-2-shaped markdown table of comparison records (best per method
-    group in bold, as :func:`mape_viz.viz.comparison_rows` decides)."""
+    group in bold, as :func:`mape_viz.viz.comparison_rows` decides). ``wanda``: {method:
+    wanda_sparsity} of the ``mape+wanda`` runs, named as the paper's "MAPE-SO(90%)"
+    (Appendix B.2) instead of ``MAPE+WANDA-SO``."""
     eff, fid, dirs = table_columns_for(records, kind)
     rows = viz.comparison_rows(records, efficacy=eff, fidelity=(*fid, "seconds"),
                            directions={**dirs, "seconds": "min"}, reference=("rt", "original"))
@@ -209,6 +212,8 @@ def comparison_markdown_for(records: list[dict], kind: str) -> str:
         r["best"].discard("seconds")
         if r["method"] == "original":
             r["name"] = "Original"
+        if r["selector"] == "mape+wanda" and r["method"] in (wanda or {}):
+            r["name"] = f"MAPE-{str(r['method']).upper()}({wanda[r['method']]:.0%})"
     fmts = {"forget": ".2%", "retain": ".2%", "test": ".2%", "mia": ".4f",
             "forget_quality": ".3g", "seconds": ".1f"}
     return comparison_markdown(rows, eff, fid, extra=("seconds",), directions=dirs,
@@ -332,7 +337,10 @@ def run_bench(args: argparse.Namespace) -> int:
         results["frontier"] = front.rows()
 
     command = _command_line(args)
-    table = comparison_markdown_for(results["compare"], kind) if results.get("compare") else ""
+    wanda = {m: ex.config_for(cfg, overrides, m, "mape+wanda").wanda_sparsity
+             for m in methods} if "mape+wanda" in selectors else None
+    table = comparison_markdown_for(results["compare"], kind, wanda) \
+        if results.get("compare") else ""
     if front is not None:
         table += ("\n" if table else "") + "Efficacy–fidelity frontier\n\n" + front.markdown()
     seconds = time.perf_counter() - t_start
