@@ -35,6 +35,9 @@ METRIC_HEADERS = ["model", "forget acc", "retain acc", "test acc", "MIA: forget 
                   "MIA AUC"]
 #: Sparsities the sweep tab offers (and the two it starts with).
 SWEEP_SPARSITIES = ["0.5", "0.8", "0.9", "0.95"]
+#: Narrowest explore plot (px): two share a row only when both get this much (a 1400 px
+#: window), else each takes a row (a ~1000 px window, where Gradio's page is ~700 px wide).
+PLOT_MIN_WIDTH = 460
 INTRO = """# mape_viz — module-aware unlearning
 Pick training samples to forget (the **canaries** are memorised samples whose label contradicts
 the rule), see which attention heads and FFN filters matter for them (MAPE scores: the mask
@@ -43,38 +46,59 @@ only those modules.
 The base model is never modified: each run works on its own copy."""
 
 
-def _ui_error(fn: Callable, e: Exception) -> gr.Error:
-    """The message a visitor sees. The toast stays until closed (``duration=None``): a fading
-    one left bare "Error" badges over old results. Ordinary user errors are one line in the
-    server log, never a traceback; anything else is logged with its traceback."""
+def _message(fn: Callable, e: Exception) -> str:
+    """The one line a visitor sees. Ordinary user errors are one line in the server log,
+    never a traceback; anything else is logged with its traceback."""
     if isinstance(e, gr.Error):
-        return e
+        return str(e.message)
     if isinstance(e, (ValueError, TypeError, RuntimeError, KeyError, FileExistsError)):
         log.warning("%s: %s", fn.__name__, e)
-        return gr.Error(str(e), duration=None, print_exception=False)
+        return str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
     log.exception("handler %s failed", fn.__name__)  # details stay in the server log
-    return gr.Error(f"unexpected error ({type(e).__name__}); see the server log",
-                    duration=None, print_exception=False)
+    return f"unexpected error ({type(e).__name__}); see the server log"
 
 
-def friendly(fn: Callable) -> Callable:
-    """Turn library errors into a message in the UI (no stack trace reaches the page)."""
-    if inspect.isgeneratorfunction(fn):
+def inline(n_outputs: int) -> Callable[[Callable], Callable]:
+    """A handler whose last output is its tab's status line (``L.error_html``).
+
+    The handler returns (or yields) its ``n_outputs`` values; the status line is appended:
+    cleared ('') on success, the one-line error on failure — shown under the control that
+    caused it and kept until the next successful action — with the other outputs left as
+    they were (``gr.skip()``). No stack trace reaches the page; API clients get the same
+    status value as the last output."""
+    def wrap(fn: Callable) -> Callable:
+        def failed(e: Exception) -> tuple:
+            return (*[gr.skip()] * n_outputs, L.error_html(_message(fn, e)))
+
+        def ok(out: Any) -> tuple:
+            return (*(out if n_outputs > 1 else (out,)), "")
+
+        if inspect.isgeneratorfunction(fn):
+            @functools.wraps(fn)
+            def gen(*args: Any, **kwargs: Any):
+                try:
+                    for out in fn(*args, **kwargs):
+                        yield ok(out)
+                except Exception as e:  # noqa: BLE001
+                    yield failed(e)
+            return gen
+
         @functools.wraps(fn)
-        def gen(*args: Any, **kwargs: Any):
+        def plain(*args: Any, **kwargs: Any):
             try:
-                yield from fn(*args, **kwargs)
+                return ok(fn(*args, **kwargs))
             except Exception as e:  # noqa: BLE001
-                raise _ui_error(fn, e) from None
-        return gen
+                return failed(e)
+        return plain
+    return wrap
 
-    @functools.wraps(fn)
-    def plain(*args: Any, **kwargs: Any):
-        try:
-            return fn(*args, **kwargs)
-        except Exception as e:  # noqa: BLE001
-            raise _ui_error(fn, e) from None
-    return plain
+
+def checked_by_us(*sliders: gr.Slider) -> None:
+    """Leave these sliders' range check to ``L.check_inputs``: Gradio's own check runs before
+    the handler and only raises a toast, while ours puts the one-line error (what was typed,
+    what is accepted) in the tab's status line like every other input."""
+    for s in sliders:
+        s.preprocess = lambda payload: payload
 
 
 def build_app(ctx: L.AppContext | None = None, task: str = "toy-sentiment",
@@ -92,7 +116,7 @@ def build_app(ctx: L.AppContext | None = None, task: str = "toy-sentiment",
     landing_md = L.mask_summary(landing) + "\n\n" + L.prediction_summary(ctx, first_canary)
 
     # ---- handlers: compose app_logic calls --------------------------------------------------
-    @friendly
+    @inline(1)
     def on_search(query: str):
         return L.sample_table(ctx, query)
 
@@ -105,33 +129,33 @@ def build_app(ctx: L.AppContext | None = None, task: str = "toy-sentiment",
             current.append(str(row[0]))
         return ", ".join(current)
 
-    @friendly
+    @inline(6)
     def on_score(ids_text, objective, selector, granularity, sparsity, refine, state,
                  progress=gr.Progress(track_tqdm=True)):
-        ids = L.parse_ids(ids_text, ctx)
+        got = L.check_inputs(ctx, ids_text, sparsity=sparsity)
+        ids = got["ids"]
         progress(0, desc="scoring modules")
         state = L.compute_scores(ctx, state, ids, objective, selector)
-        L.select(state, sparsity, granularity, refine)
+        L.select(state, got["sparsity"], granularity, refine)
         figs = L.explore_figures(state)
         return (state, L.mask_summary(state) + "\n\n" + L.prediction_summary(ctx, ids),
                 figs["heads"], figs["filters"], figs["per_layer"], figs["swaps"])
 
-    @friendly
+    @inline(6)
     def on_redraw(granularity, sparsity, refine, state):
         if state is None or state.key is None:
-            return state, "Compute scores first.", None, None, None, None
+            raise ValueError("compute scores first (press 'Compute scores')")
+        sparsity = L.check_inputs(ctx, sparsity=sparsity)["sparsity"]
         L.select(state, sparsity, granularity, refine)
         figs = L.explore_figures(state)
         return state, L.mask_summary(state), figs["heads"], figs["filters"], figs["per_layer"], figs["swaps"]
 
-    @friendly
+    @inline(6)
     def on_unlearn(ids_text, method, modules, objective, selector, granularity, sparsity, refine,
                    lr, epochs, with_full, state, request: gr.Request,
                    progress=gr.Progress(track_tqdm=True)):
-        ids = L.parse_ids(ids_text, ctx)
-        sparsity = L.check_number("sparsity", sparsity, 0.0, 1.0)
-        lr = L.check_number("learning rate", lr, 0.0, empty_ok=True) or None
-        epochs = L.check_number("epochs", epochs, 1, integer=True)
+        got = L.check_inputs(ctx, ids_text, sparsity=sparsity, lr=lr, epochs=epochs)
+        ids, sparsity, epochs = got["ids"], got["sparsity"], got["epochs"]
         cancel = ctx.cancel_event(getattr(request, "session_hash", None))
         cancel.clear()
         mask, note = None, ""
@@ -143,7 +167,7 @@ def build_app(ctx: L.AppContext | None = None, task: str = "toy-sentiment",
         progress(0, desc=f"unlearning {len(ids)} sample(s)")
         try:
             run = L.run_unlearn(ctx, ids, method, selector if modules == "explore" else "full",
-                                sparsity, lr, epochs, mask=mask, mask_note=note,
+                                sparsity, got["lr"], epochs, mask=mask, mask_note=note,
                                 with_full=bool(with_full), cancel=cancel)
         except L.Cancelled as e:
             log.info("run cancelled (%s)", e)
@@ -158,25 +182,24 @@ def build_app(ctx: L.AppContext | None = None, task: str = "toy-sentiment",
     def on_close(request: gr.Request):
         ctx.cancel_event(getattr(request, "session_hash", None)).set()
 
-    @friendly
     def on_budget(ids_text, method, epochs):
         try:
-            ids = L.parse_ids(ids_text, ctx)
+            got = L.check_inputs(ctx, ids_text, epochs=epochs)
         except ValueError as e:
             return str(e)
-        return L.expected_steps(ctx, ids, method, int(epochs))
+        return L.expected_steps(ctx, got["ids"], method, got["epochs"])
 
-    @friendly
+    @inline(2)
     def on_sweep(ids_text, method, selectors, sparsities, epochs, lr):
-        ids = L.parse_ids(ids_text, ctx)
-        if not selectors or not sparsities:
-            raise ValueError("choose at least one selector and one sparsity")
-        original = L.original_metrics(ctx, ids)
-        for records in L.sweep(ctx, ids, method, selectors, sorted(float(s) for s in sparsities),
-                               int(epochs), lr):
+        got = L.check_inputs(ctx, ids_text, sparsities=sparsities, epochs=epochs, lr=lr)
+        if not selectors:
+            raise ValueError("choose at least one selector")
+        original = L.original_metrics(ctx, got["ids"])
+        for records in L.sweep(ctx, got["ids"], method, selectors, got["sparsities"],
+                               got["epochs"], got["lr"]):
             yield L.sweep_frontier(records, original), records
 
-    @friendly
+    @inline(1)
     def on_export(run, state):
         mask = state.mask if state is not None else None
         return L.export_run(run, mask)
@@ -195,6 +218,7 @@ def build_app(ctx: L.AppContext | None = None, task: str = "toy-sentiment",
                 canaries_btn = gr.Button("Forget all canaries", scale=1)
             table = gr.Dataframe(value=L.sample_table(ctx, "canaries"), headers=L.sample_headers(ctx),
                                  interactive=False, max_height=260, wrap=True,
+                                 column_widths=L.sample_column_widths(ctx), elem_id="samples",
                                  label="Click a row to add it to the forget set")
             with gr.Row():
                 objective = gr.Radio([(describe("objective", o), o) for o in list_objectives()],
@@ -209,13 +233,17 @@ def build_app(ctx: L.AppContext | None = None, task: str = "toy-sentiment",
                                   info="; ".join(f"{m}: {describe('refine', m)}"
                                                  for m in list_refine_modes()))
                 score_btn = gr.Button("Compute scores", variant="primary", elem_id="score-btn")
+            explore_status = gr.HTML("", elem_id="explore-status")
             summary = gr.Markdown(landing_md, elem_id="explore-summary")
             with gr.Row():
-                heads_plot = gr.Plot(landing_figs["heads"], label="Heads")
-                filters_plot = gr.Plot(landing_figs["filters"], label="Filters")
+                heads_plot = gr.Plot(landing_figs["heads"], label="Heads", min_width=PLOT_MIN_WIDTH)
+                filters_plot = gr.Plot(landing_figs["filters"], label="Filters",
+                                       min_width=PLOT_MIN_WIDTH)
             with gr.Row():
-                bars_plot = gr.Plot(landing_figs["per_layer"], label="Selected per layer")
-                swaps_plot = gr.Plot(landing_figs["swaps"], label="Greedy-swap changes")
+                bars_plot = gr.Plot(landing_figs["per_layer"], label="Selected per layer",
+                                    min_width=PLOT_MIN_WIDTH)
+                swaps_plot = gr.Plot(landing_figs["swaps"], label="Greedy-swap changes",
+                                     min_width=PLOT_MIN_WIDTH, elem_id="swaps-plot")
         with gr.Tab("Unlearn", id="unlearn"):
             with gr.Row():
                 method = gr.Dropdown(methods, value=first_method, label="Method")
@@ -228,11 +256,12 @@ def build_app(ctx: L.AppContext | None = None, task: str = "toy-sentiment",
                 lr = gr.Number(value=None, label=(
                     f"Learning rate (empty = each run's preset; {first_method.upper()}: "
                     f"{preset.lr:g} with a mask, {full_preset.lr:g} for the full model)"))
-                epochs = gr.Slider(1, 50, value=preset.epochs, step=1,
+                epochs = gr.Slider(1, L.MAX_EPOCHS, value=preset.epochs, step=1,
                                    label="Epochs (over the forget set; SA/RT: over the retain "
                                          "set, capped)")
                 run_btn = gr.Button("Unlearn", variant="primary", elem_id="unlearn-btn")
                 cancel_btn = gr.Button("Cancel", elem_id="cancel-btn")
+            unlearn_status = gr.HTML("", elem_id="unlearn-status")
             budget = gr.Markdown(L.expected_steps(ctx, first_canary, first_method, preset.epochs),
                                  elem_id="run-budget")
             run_summary = gr.Markdown(elem_id="run-summary")
@@ -249,21 +278,25 @@ def build_app(ctx: L.AppContext | None = None, task: str = "toy-sentiment",
                 s_selectors = gr.CheckboxGroup(list_selectors(), value=["mape"], label="Selectors")
                 s_sparsities = gr.CheckboxGroup(SWEEP_SPARSITIES, value=["0.8", "0.95"],
                                                 label="Sparsities")
-                s_epochs = gr.Slider(1, 50, value=preset.epochs, step=1, label="Epochs")
+                s_epochs = gr.Slider(1, L.MAX_EPOCHS, value=preset.epochs, step=1, label="Epochs")
                 s_lr = gr.Number(value=preset.lr, label="Learning rate (empty = default)")
             sweep_btn = gr.Button("Run sweep", variant="primary", elem_id="sweep-btn")
+            sweep_status = gr.HTML("", elem_id="sweep-status")
             sweep_plot = gr.Plot(label="Efficacy-fidelity frontier over sparsity (drawn as runs finish)", elem_id="sweep-plot")
             sweep_table = gr.JSON(label="Records", elem_id="sweep-records")
         with gr.Tab("Export", id="export"):
             gr.Markdown("Download the last run: its mask (safetensors + JSON), the changed weights "
                         "(only the changed slices) and a JSON report.")
             export_btn = gr.Button("Prepare files", elem_id="export-btn")
+            export_status = gr.HTML("", elem_id="export-status")
             files = gr.File(label="Files", file_count="multiple")
 
-        search.submit(on_search, search, table)
+        checked_by_us(sparsity, epochs, s_epochs)
+        search.submit(on_search, search, [table, explore_status])
         table.select(on_pick, ids_box, ids_box)
         canaries_btn.click(lambda: "canaries", None, ids_box)
-        explore_out = [explore_state, summary, heads_plot, filters_plot, bars_plot, swaps_plot]
+        explore_out = [explore_state, summary, heads_plot, filters_plot, bars_plot, swaps_plot,
+                       explore_status]
         score_btn.click(on_score, [ids_box, objective, selector, granularity, sparsity, refine,
                                    explore_state], explore_out, api_name="explore")
         for ctl in (sparsity, refine, granularity):
@@ -272,7 +305,8 @@ def build_app(ctx: L.AppContext | None = None, task: str = "toy-sentiment",
         run_event = run_btn.click(
             on_unlearn, [ids_box, method, modules, objective, selector, granularity, sparsity,
                          refine, lr, epochs, with_full, explore_state],
-            [explore_state, run_state, run_summary, before_after, metrics, compare],
+            [explore_state, run_state, run_summary, before_after, metrics, compare,
+             unlearn_status],
             api_name="unlearn", concurrency_id="work")
         cancel_btn.click(on_cancel, None, run_summary, cancels=[run_event], api_name="cancel",
                          queue=False)
@@ -281,8 +315,9 @@ def build_app(ctx: L.AppContext | None = None, task: str = "toy-sentiment",
                        show_progress="hidden")
         demo.unload(on_close)
         sweep_btn.click(on_sweep, [ids_box, s_method, s_selectors, s_sparsities, s_epochs, s_lr],
-                        [sweep_plot, sweep_table], api_name="sweep")
-        export_btn.click(on_export, [run_state, explore_state], files, api_name="export")
+                        [sweep_plot, sweep_table, sweep_status], api_name="sweep")
+        export_btn.click(on_export, [run_state, explore_state], [files, export_status],
+                         api_name="export")
     demo.queue(default_concurrency_limit=2, max_size=16)
     return demo
 

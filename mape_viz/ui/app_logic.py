@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import html
 import json
 import shutil
 import tempfile
@@ -234,6 +235,19 @@ def sample_headers(ctx: AppContext) -> list[str]:
     return ["id", "text", "label", *toy_columns(ctx), "prediction", "confidence"]
 
 
+#: Widths (% of the table) of the sample table's short columns; the text takes the rest.
+_SAMPLE_WIDTHS = {"id": 6, "label": 11, "rule label": 11, "canary": 9, "prediction": 13,
+                  "confidence": 14}
+
+
+def sample_column_widths(ctx: AppContext) -> list[str]:
+    """Column widths of :func:`sample_table` in % (summing to 100; the text takes what the
+    short columns leave), so that the last column stays inside the table at any width."""
+    widths = [_SAMPLE_WIDTHS.get(h, 0) for h in sample_headers(ctx)]
+    widths[sample_headers(ctx).index("text")] = 100 - sum(widths)
+    return [f"{w}%" for w in widths]
+
+
 def before_after_headers(ctx: AppContext) -> list[str]:
     """Headers of :func:`before_after_table`."""
     return ["id", "text", "label", *(["rule label"] if "rule label" in toy_columns(ctx) else []),
@@ -274,23 +288,74 @@ def prediction_summary(ctx: AppContext, ids: Sequence[int], limit: int = 8) -> s
 
 
 def check_number(name: str, value: Any, low: float, high: float | None = None, *,
-                 empty_ok: bool = False, integer: bool = False) -> float | None:
-    """One rule for every numeric box of the app: ``low <= value < high`` (``high`` None: no
-    upper bound); ``empty_ok``: None/'' allowed (returns None). Clear error otherwise."""
+                 low_open: bool = False, high_open: bool = True, empty_ok: bool = False,
+                 integer: bool = False) -> float | None:
+    """One rule for every numeric box of the app: ``low <= value < high`` (``low_open``: ``>``;
+    ``high_open=False``: ``<=``; ``high`` None: no upper bound); ``empty_ok``: None/'' allowed
+    (returns None). Clear error otherwise, naming the input, the value and what is accepted."""
+    accepted = (f"{'an integer' if integer else 'a number'} {'>' if low_open else '>='} {low:g}"
+                + ("" if high is None else f" and {'<' if high_open else '<='} {high:g}"))
+    if empty_ok:
+        accepted = f"empty (the preset) or {accepted}"
     if value is None or (isinstance(value, str) and not value.strip()):
         if empty_ok:
             return None
-        raise ValueError(f"{name} is empty; accepted: a number >= {low:g}"
-                         + (f" and < {high:g}" if high is not None else ""))
+        raise ValueError(f"{name} is empty; accepted: {accepted}")
     try:
         v = float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number, got {value!r}") from None
-    if v != v or v < low or (high is not None and v >= high) or (integer and v != int(v)):
-        accepted = f"{'an integer' if integer else 'a number'} >= {low:g}" + \
-            (f" and < {high:g}" if high is not None else "")
+        raise ValueError(f"{name} must be a number, got {value!r}; accepted: {accepted}") from None
+    if (v != v or v < low or (low_open and v == low) or
+            (high is not None and (v > high or (high_open and v == high))) or
+            (integer and v != int(v))):
         raise ValueError(f"{name}={value!r} is out of range; accepted: {accepted}")
     return int(v) if integer else v
+
+
+#: The most epochs a request may ask for (the sliders' maximum).
+MAX_EPOCHS = 50
+#: What each numeric input of the app accepts: one rule each, read by :func:`check_inputs`
+#: (Explore, Unlearn, Sweep and the budget line all validate through it).
+NUMERIC_RULES: dict[str, tuple[str, dict[str, Any]]] = {
+    "sparsity": ("sparsity", {"low": 0.0, "high": 1.0}),
+    "lr": ("learning rate", {"low": 0.0, "low_open": True, "empty_ok": True}),
+    "epochs": ("epochs", {"low": 1, "high": MAX_EPOCHS, "high_open": False, "integer": True}),
+}
+
+
+def check_inputs(ctx: AppContext, ids: Any = None, **values: Any) -> dict[str, Any]:
+    """Validate what one request typed, the same way for every tab.
+
+    Args:
+        ids: the forget-set box (:func:`parse_ids`); None: not part of this request.
+        values: numeric inputs by :data:`NUMERIC_RULES` key (``sparsity``, ``lr``,
+            ``epochs``), and ``sparsities`` (a list, each checked as ``sparsity``).
+    Returns:
+        ``{"ids": [...], key: checked value, ...}`` for what was given.
+    Raises:
+        ValueError: the first bad input, saying what was wrong and what is accepted.
+    """
+    out: dict[str, Any] = {}
+    if ids is not None:
+        out["ids"] = parse_ids(ids, ctx)
+    for key, value in values.items():
+        if key == "sparsities":
+            if not value:
+                raise ValueError("choose at least one sparsity")
+            name, rule = NUMERIC_RULES["sparsity"]
+            out[key] = sorted(check_number(name, v, **rule) for v in value)
+            continue
+        if key not in NUMERIC_RULES:
+            raise KeyError(f"no rule for input {key!r}; known: {', '.join(NUMERIC_RULES)}")
+        name, rule = NUMERIC_RULES[key]
+        out[key] = check_number(name, value, **rule)
+    return out
+
+
+def error_html(message: str) -> str:
+    """The inline error line shown under the control that caused it ('' clears it)."""
+    return (f'<div class="mape-error" role="alert" style="color:#b00020;font-weight:600">'
+            f"⚠ {html.escape(message)}</div>")
 
 
 def expected_steps(ctx: AppContext, ids: Sequence[int], method: str, epochs: int,

@@ -34,8 +34,10 @@ def _kinds_with_data(mask: ModuleMask) -> list[str]:
 #: Smallest figure width (px) the layout of :func:`swap_changes` is made for: half of the
 #: app's explore row at a ~1000 px window (its panels are ~450 px wide there).
 MIN_WIDTH = 420
-#: Fixed margins (px) of :func:`swap_changes`, so that text fits are computable.
-MARGIN = {"l": 64, "r": 16, "t": 92, "b": 84}
+#: Fixed margins (px) of :func:`swap_changes`, so that text fits are computable; the top one
+#: holds the two-line title (centred in it, clear of Gradio's label over the corner) above
+#: the subplot titles.
+MARGIN = {"l": 64, "r": 16, "t": 112, "b": 84}
 #: Font size (px) of subplot titles and of the no-swap note.
 TEXT_SIZE = 12
 #: Width of one character at TEXT_SIZE, in px (an upper bound for the default sans-serif font;
@@ -242,8 +244,6 @@ def swap_changes(mask: ModuleMask, kinds: Sequence[str] | None = None, *,
     total = len([s for s in mask.swaps if s.kind in kinds])
     head = title(f"Greedy-swap refinement: {total} swap{'' if total == 1 else 's'}",
                  describe(None, mask))
-    # anchored to the top edge, so that the subplot titles below it keep clear of it
-    head.update(yref="container", y=1.0, yanchor="top", pad={"t": 12})
     fig.update_layout(title=head,
                       barmode="group", height=height, plot_bgcolor="white", margin=MARGIN,
                       legend={"orientation": "h", "x": 0, "xanchor": "left", "y": -0.1,
