@@ -795,6 +795,9 @@ $$\theta^t = \theta^* + \eta\,\mathbf m^t\circ\Big[\big(\hat{\mathcal I}(\theta^
 with the mask precomputed once from the Fisher of all of $\mathcal D$ (Eq. 13,
 $\arg\min_{\mathbf m}\sum_i(1-m_i)^2\hat{\mathcal I}(\mathbb 1;\mathcal D)_i$) and refined per request by the
 greedy swap of Eq. 9.
+Here $\mathcal D$'s Fisher (the running sum's start, and Eq. 13's) is estimated on
+`FISHER_SAMPLES` seeded rows of its 4,000 and scaled to $|\mathcal D|$ (`fisher_max_samples`;
+0 = all rows, the paper's exact sum, slower).
 
 The **relearning attack** then asks whether forgetting is robust: fine-tune the unlearned
 model on a small part of the forgotten data and watch whether the rest comes back.
@@ -807,7 +810,7 @@ QUICK = os.environ.get("MAPE_VIZ_QUICK") == "1"
 N_REQUESTS = 4                      # the canaries are removed in this many equal requests
 SPARSITY = 0.9
 N_RETAIN_SCORE = 128 if QUICK else 256  # retain samples for each request's module scores
-FISHER_SAMPLES = 256                    # retain samples for SO's Fisher (0 = all: ~8 min more)
+FISHER_SAMPLES = 256                    # rows for SO's Fisher: of D_r, and of D in Eq. 12 (0 = all: minutes more)
 EVAL_MAX = 300                          # rows per split for evaluation (None = all: slower)
 RELEARN_FRACTION = 0.25             # share of the forget set the attacker fine-tunes on
 RELEARN_EPOCHS = 6 if QUICK else 10
@@ -1060,9 +1063,12 @@ RUN_TIME = {
     "02_greedy_swap.ipynb": _MEASURED.format("29 s"),
     "03_sparsity_tradeoff.ipynb": _MEASURED.format("108 s"),
     "04_unlearning_methods.ipynb": _MEASURED.format("106 s"),
-    "05_successive_and_relearning.ipynb": _MEASURED.format("192 s") + "; over the 2-minute "
-        "target: scenario (b), Eq. 12, needs SO's Fisher over all 4,000 training rows "
-        "(about 80 s of it)",
+    "05_successive_and_relearning.ipynb": "189 s at default sizes from a warm model cache "
+        "(`python benchmarks/time_notebooks.py 05`, 2026-12-03, one torch thread, 2-core machine "
+        "under load average 6.5; the successive-requests cell took 107 s, the "
+        "relearning cell 45 s. Before Eq. 12 estimated D's Fisher on FISHER_SAMPLES rows: 192 s "
+        "at load 1.75, that cell 141 s, relearning 29 s. Not yet re-timed at a light load "
+        "against the 2-minute target",
     "06_tiny_tofu_llm.ipynb": _MEASURED.format("125 s"),
 }
 
