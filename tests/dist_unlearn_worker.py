@@ -1,5 +1,5 @@
-"""Worker of tests/test_distributed.py: masked unlearning (GA, GD, NPO, SO) of tiny models, one
-file per rank (docs/design.md §10).
+"""Worker of tests/test_distributed.py: masked unlearning (GA, GD, NPO, SA, SO; DPO on causal
+LMs; a stop rule on BERT) and full GA of tiny models, one file per rank (docs/design.md §10).
 
 Run in one process (``python tests/dist_unlearn_worker.py OUT``) or under a launcher
 (``accelerate launch --multi_gpu --num_processes 2 tests/dist_unlearn_worker.py OUT``; on a
@@ -36,17 +36,23 @@ RETAIN_SIZES = (4, 2, 5)
 #: Fine-tuning: 2 epochs of 3 steps, linear decay, clipping on (the global norm).
 FINETUNE = {"lr": 1e-2, "epochs": 2, "lr_schedule": "linear", "max_grad_norm": 0.5,
             "weight_decay": 0.01}
-#: Run name -> (method, config on top of FINETUNE / SO settings).
+#: Run name -> (method, selector, config). Masked (MAPE at 50 %) GA, GD, NPO with a retain
+#: term, SA (driven by the retain set) and SO; GA of the whole model (every parameter trained,
+#: some never reached by a gradient).
 RUNS = {
-    "ga": ("ga", FINETUNE),
-    "gd": ("gd", {**FINETUNE, "retain_weight": 0.7}),
-    "npo": ("npo", {**FINETUNE, "npo_retain_weight": 0.5}),
-    "so": ("so", {"eta": 1e-3, "damping": 1e-3}),
+    "ga": ("ga", "mape", FINETUNE),
+    "gd": ("gd", "mape", {**FINETUNE, "retain_weight": 0.7}),
+    "npo": ("npo", "mape", {**FINETUNE, "npo_retain_weight": 0.5}),
+    "sa": ("sa", "mape", {**FINETUNE, "gamma": 1e-3}),
+    "so": ("so", "mape", {"eta": 1e-3, "damping": 1e-3}),
+    "ga-full": ("ga", "full", {**FINETUNE, "lr": 1e-3}),
 }
+#: Causal LMs only: masked DPO (forget batches carry "I don't know" twins).
+DPO_RUN = ("dpo", "mape", FINETUNE)
 #: A stop rule checked every step (classification only, forget labels = the model's own
 #: predictions, so forget accuracy starts at 1): one process stops after 2 of 9 steps
 #: (accuracy 1.0, 0.125, 0.0); the ranks must stop together at the same step.
-STOP_RUN = ("ga", {**FINETUNE, "lr": 5e-2, "epochs": 3, "stop_when": "forget-acc<=0.1"})
+STOP_RUN = ("ga", "mape", {**FINETUNE, "lr": 5e-2, "epochs": 3, "stop_when": "forget-acc<=0.1"})
 #: The Fisher cap of the direct ``fisher_sum`` check: cuts inside the third retain batch.
 FISHER_CAP = 7
 
@@ -66,9 +72,28 @@ def predicted(model: torch.nn.Module, batches: list[dict]) -> list[dict]:
             for b in batches]
 
 
+def with_idk(batches: list[dict]) -> list[dict]:
+    """Causal-LM forget batches with an "I don't know" twin of the same rows (``idk_*``)."""
+    out = []
+    for i, b in enumerate(batches):
+        twin = make_batch("causal_lm", bsz=b["input_ids"].shape[0], seq=9, seed=500 + i)
+        out.append({**b, **{f"idk_{k}": v for k, v in twin.items()}})
+    return out
+
+
+def runs_for(fam: str) -> dict:
+    """The runs of one family: RUNS, plus the stop rule (classification) or DPO (causal LM)."""
+    kind = FAMILIES[fam][2]
+    extra = {"ga-stop": STOP_RUN} if kind == "classification" else \
+        {"dpo": DPO_RUN} if kind == "causal_lm" else {}
+    return {**RUNS, **extra}
+
+
 def record(res) -> dict:
+    mask = res.mask
     return {"state": {k: v.detach().clone() for k, v in res.model.state_dict().items()},
-            "mask_heads": res.mask.heads, "mask_filters": res.mask.filters,
+            "mask_heads": mask.heads if mask is not None else None,
+            "mask_filters": mask.filters if mask is not None else None,
             "changes": {k: {"dim": c["dim"], "index": c["index"]} for k, c in res.changes.items()},
             "history": res.history, "stopped_at": res.stopped_at,
             "stop_reason": res.stop_reason, "ok": res.ok}
@@ -81,15 +106,15 @@ def run(out: Path) -> None:
     for fam in UNLEARN_FAMILIES:
         model = make_model(fam)
         forget, retain = data(fam)
-        runs = dict(RUNS)
-        if FAMILIES[fam][2] == "classification":
-            runs["ga-stop"] = STOP_RUN
-        for name, (method, cfg) in runs.items():
-            f = predicted(model, forget) if name == "ga-stop" else forget
-            res = mv.unlearn(model, method, "mape", 0.5, dict(cfg), forget=f, retain=retain)
+        mask = None
+        for name, (method, selector, cfg) in runs_for(fam).items():
+            f = predicted(model, forget) if name == "ga-stop" else \
+                with_idk(forget) if name == "dpo" else forget
+            res = mv.unlearn(model, method, selector, 0.5, dict(cfg), forget=f, retain=retain)
             result[f"{fam}/{name}"] = record(res)
             res.save(out / "runs" / f"{fam}-{name}")
-        sparse = SparseParams(model, res.mask)  # the last run's mask, on the base model
+            mask = res.mask if res.mask is not None else mask
+        sparse = SparseParams(model, mask)  # a run's mask, on the base model
         with sparse.attached():
             kind = FAMILIES[fam][2]
             g, n_f = grad_sum(model, sparse, forget, kind)

@@ -19,7 +19,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from conftest import FAMILIES, make_batch, make_model
 from dist_worker import WORKER_FAMILIES, OneShot, batches
 from dist_worker import run as run_worker
-from dist_unlearn_worker import FISHER_CAP, FORGET_SIZES, UNLEARN_FAMILIES, RUNS
+from dist_unlearn_worker import FISHER_CAP, FORGET_SIZES, UNLEARN_FAMILIES, runs_for
 from dist_unlearn_worker import run as run_unlearn_worker
 from test_byod import _glue_folder  # a GLUE-style folder and a tiny classifier, on disk
 from mape_viz.cli import main as cli_main
@@ -143,7 +143,7 @@ def test_cli_score_under_two_processes_writes_the_one_process_folder(tmp_path, m
 # Masked unlearning: two processes vs one (tests/dist_unlearn_worker.py)
 
 #: float64 tiny models: two processes' weights are within this of one process's (measured:
-#: at most 3.3e-13 after 6 AdamW steps); every run moves some weight by far more (>= 1e-3).
+#: at most 4.9e-13 after 6 AdamW steps); every run moves some weight by far more (>= 1e-3).
 UNLEARN_ATOL, UNLEARN_RTOL, MOVED = 1e-9, 1e-7, 1e-3
 
 
@@ -170,7 +170,7 @@ def unlearn_two_and_one(tmp_path_factory):
 
 
 def _runs(fam: str) -> list[str]:
-    return list(RUNS) + (["ga-stop"] if FAMILIES[fam][2] == "classification" else [])
+    return list(runs_for(fam))
 
 
 @pytest.mark.slow
@@ -183,14 +183,15 @@ def test_two_processes_unlearn_like_one(unlearn_two_and_one, fam):
         ref, got, other = single[f"{fam}/{name}"], r0[f"{fam}/{name}"], r1[f"{fam}/{name}"]
         assert ref["ok"] and got["ok"] and other["ok"], name
         # the same mask (sharded scoring), the same number of steps and reason to stop
-        assert torch.equal(got["mask_heads"], ref["mask_heads"]), name
-        assert torch.equal(got["mask_filters"], ref["mask_filters"]), name
+        for key in ("mask_heads", "mask_filters"):
+            assert (got[key] is None and ref[key] is None) or torch.equal(got[key], ref[key]), name
         assert (got["stopped_at"], got["stop_reason"]) == (ref["stopped_at"], ref["stop_reason"])
         assert (other["stopped_at"], other["stop_reason"]) == (ref["stopped_at"], ref["stop_reason"])
         # the history's loss terms are the global batch's
         assert len(got["history"]) == len(ref["history"]), name
         for a, b in zip(got["history"], ref["history"]):
-            for k in ("loss", "forget_loss", "retain_loss", "npo_loss", "grad_norm"):
+            for k in ("loss", "forget_loss", "retain_loss", "npo_loss", "dpo_loss", "l1",
+                      "grad_norm"):
                 if k in b:
                     assert a[k] == pytest.approx(b[k], rel=1e-9, abs=1e-12), (name, k)
         moved = 0.0
@@ -201,8 +202,10 @@ def test_two_processes_unlearn_like_one(unlearn_two_and_one, fam):
                                        atol=UNLEARN_ATOL, msg=f"{name} {key}")
             moved = max(moved, float((t - base[key]).abs().max()))
             # frozen entries: outside the trained slices, exactly the original
-            frozen = torch.ones_like(t, dtype=torch.bool)
+            if ref["mask_heads"] is None:
+                continue  # a full run: nothing is frozen
             change = got["changes"].get(key)
+            frozen = torch.ones_like(t, dtype=torch.bool)
             if change is not None:
                 frozen.index_fill_(change["dim"], change["index"], False)
             assert torch.equal(got["state"][key][frozen], base[key][frozen]), (name, key)
