@@ -6,6 +6,16 @@
 
 Every ``UnlearnConfig`` field is a flag; the ``library`` presets of an embedded task and the
 paper defaults fill in the rest (docs/design.md §8).
+
+The run folder is :func:`mape_viz.unlearning.result.save_run`'s, and its ``metrics.json``
+also holds the evaluation of each model side by side, one dict of metrics per model (the
+task kind's, :func:`mape_viz.metrics.evaluate`)::
+
+    "original":  the model before unlearning
+    "unlearned": the unlearned model (also under "metrics", as in every run folder)
+    "retrained": the retrained reference, only when the task built one (--retrained)
+
+``--no-eval`` leaves all three out. The folder is written atomically: complete or absent.
 """
 
 from __future__ import annotations
@@ -13,6 +23,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -23,6 +34,7 @@ from ..choices import describe, list_methods, list_selectors
 from ..mask_io import load_mask
 from ..metrics import evaluate
 from ..unlearning import UnlearnConfig
+from ..unlearning.result import METRICS, atomic_dir
 from ._flags import UsageError, add_dataclass_flags, dataclass_overrides
 from ._task_args import add_task_arguments, task_from_arguments
 
@@ -54,7 +66,9 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     run.add_argument("--config", help="JSON file of UnlearnConfig fields (flags override it)")
     run.add_argument("--eval-max-samples", type=int, default=None,
                      help="evaluate at most this many rows per split")
-    run.add_argument("--no-eval", action="store_true", help="skip the final evaluation")
+    run.add_argument("--no-eval", action="store_true",
+                     help="skip the evaluation of the original, unlearned (and retrained) "
+                          "models")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     add_dataclass_flags(p, UnlearnConfig, "hyperparameters")
     p.set_defaults(func=run_unlearn)
@@ -98,14 +112,30 @@ def run_unlearn(args: argparse.Namespace) -> int:
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     task, record = task_from_arguments(args)
     mask = load_mask(args.mask) if args.mask else None
+
+    def score(model: torch.nn.Module) -> dict[str, float | str]:
+        report = evaluate(task, model, max_samples=args.eval_max_samples,
+                          progress=not args.quiet)
+        # JSON has no NaN/inf: written as text, as the run folder writes them
+        return {k: v if math.isfinite(v) else str(v) for k, v in report.items()}
+
+    # the original before the run (which works on a copy of it)
+    side: dict[str, dict[str, float]] = {} if args.no_eval else {"original": score(task.model)}
     result = unlearning.unlearn(task, args.method, args.selector, args.sparsity, cfg, mask=mask,
                                 progress=not args.quiet, device=device, seed=args.seed)
     if not args.no_eval:
-        result.metrics.update(evaluate(task, result.model, max_samples=args.eval_max_samples,
-                                       progress=not args.quiet))
-    result.save(out, overwrite=args.overwrite, extra=record)
-    summary = {k: v for k, v in result.summary().items() if not isinstance(v, (list, dict))}
-    print(json.dumps({"out": str(out), **summary}, indent=2, default=str))
+        side["unlearned"] = score(result.model)
+        if task.retrained_model is not None:
+            side["retrained"] = score(task.retrained_model)
+        result.metrics.update(side["unlearned"])  # the run folder's own "metrics"
+    with atomic_dir(out, overwrite=args.overwrite) as tmp:
+        result.save(tmp, overwrite=True, extra=record)  # the run folder, inside ours
+        if side:
+            doc = json.loads((tmp / METRICS).read_text())
+            (tmp / METRICS).write_text(json.dumps({**doc, **side}, indent=2) + "\n")
+    summary = {k: v for k, v in result.summary().items()
+               if not isinstance(v, (list, dict)) and k not in side.get("unlearned", {})}
+    print(json.dumps({"out": str(out), **summary, **side}, indent=2, default=str))
     if not result.ok:
         print(f"error: {result.error}", file=sys.stderr)
         return 1
