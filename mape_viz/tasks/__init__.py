@@ -8,7 +8,9 @@ data: ``load_task("text-classification", data=..., model=...)`` and ``"causal-lm
 (:mod:`~mape_viz.tasks.generic`: GLUE TSV / CSV / JSON / parquet folders or hub ids, columns
 found or named, forget specs of :mod:`~mape_viz.tasks.forget_spec` such as
 ``"label-flip:32"``, base checkpoints fine-tuned and cached); forget/retain folders:
-``load_local_task(model_path, data_path)``. Variants of a task (other rows, a split hidden
+``load_local_task(model_path, data_path)``. A small BERT pre-trained by masked LM on your
+text, as a base checkpoint for those loaders: :func:`~mape_viz.tasks.pretrain_mlm.pretrain_mlm`.
+Variants of a task (other rows, a split hidden
 from evaluation): ``task.replace(...)``. Data that does not fit raises :class:`DataError`.
 """
 
@@ -25,6 +27,7 @@ from .finetune_base import CPU_RECIPE, PAPER_RECIPE
 from .forget_spec import ForgetPlan, plan_forget
 from .hub import HubUnavailableError
 from .local import load_local_task
+from .pretrain_mlm import MLMSpec, pretrain_mlm
 from .readers import DataError, SplitNotFoundError, open_data
 from .sentiment_data import SentimentSpec, generate_sentiment
 from .tiny_models import TinyBertSpec, TinyLlamaSpec
@@ -33,8 +36,9 @@ from .train import TrainConfig, train_model
 
 __all__ = ["CPU_RECIPE", "PAPER_RECIPE", "SPLIT_NAMES", "TASK_KINDS", "TASKS",
            "CausalLMCollator", "ClassificationCollator", "DataError", "ExtractiveQACollator",
-           "ForgetPlan", "HubUnavailableError", "MultipleChoiceCollator", "SentimentSpec",
+           "ForgetPlan", "HubUnavailableError", "MLMSpec", "MultipleChoiceCollator",
+           "SentimentSpec",
            "SplitNotFoundError", "Task", "TinyBertSpec", "TinyLlamaSpec", "TofuSpec",
            "TrainConfig", "cache_root", "coerce_dataclass", "generate_sentiment",
            "generate_tofu", "load_local_task", "load_task", "open_data", "plan_forget",
-           "train_model"]
+           "pretrain_mlm", "train_model"]
