@@ -119,7 +119,11 @@ def run(out: Path) -> None:
             kind = FAMILIES[fam][2]
             g, n_f = grad_sum(model, sparse, forget, kind)
             s, n_r = fisher_sum(model, sparse, retain, kind, max_samples=FISHER_CAP)
-        result[f"{fam}/sums"] = {"grad": g, "fisher": s, "n_forget": n_f, "n_retain": n_r}
+            v, n_v = fisher_sum(model, sparse, retain, kind, max_samples=FISHER_CAP,
+                                engine="vmap", chunk=2)
+        assert n_v == n_r
+        result[f"{fam}/sums"] = {"grad": g, "fisher": s, "fisher_vmap": v, "n_forget": n_f,
+                                 "n_retain": n_r}
     out.mkdir(parents=True, exist_ok=True)
     torch.save(result, out / f"rank{info.rank}.pt")
 

@@ -222,7 +222,7 @@ def test_two_processes_sum_so_gradients_and_fisher_like_one(unlearn_two_and_one,
     ref = single[f"{fam}/sums"]
     assert (r0[f"{fam}/sums"]["n_forget"], r0[f"{fam}/sums"]["n_retain"]) == \
         (sum(FORGET_SIZES), FISHER_CAP) == (ref["n_forget"], ref["n_retain"])
-    for key in ("grad", "fisher"):
+    for key in ("grad", "fisher", "fisher_vmap"):  # both Fisher engines
         for a, b, t in zip(r0[f"{fam}/sums"][key], r1[f"{fam}/sums"][key], ref[key]):
             assert torch.equal(a, b)
             torch.testing.assert_close(a, t, rtol=1e-9, atol=1e-12 * float(t.abs().max()))
