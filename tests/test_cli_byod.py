@@ -69,3 +69,41 @@ def test_unlearn_metrics_json_has_original_unlearned_retrained(tmp_path, capsys)
     none = json.loads((tmp_path / "none" / "metrics.json").read_text())
     assert not {"original", "unlearned", "retrained"} & set(none) and none["metrics"] == {}
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_bench_runs_on_your_model_and_data(tmp_path, capsys):
+    base, data = _base_and_data(tmp_path)
+    out = tmp_path / "bench"
+    argv = ["bench", "--model", base, "--data", data, "--forget", "label-flip:3",
+            "--train-config", json.dumps(TRAIN), "--quick", "--methods", "ga,so",
+            "--seeds", "0", "--sparsity", "0.5", "--epochs", "1", "--score-max-retain", "16",
+            "--fisher-max-samples", "16", "--no-sa", "--out", str(out), "--quiet"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "| *Original* |" in printed and "MAPE-GA" in printed and "MAPE-SO" in printed
+    doc = json.loads((out / "records.json").read_text())
+    assert doc["task"] == "text-classification" and doc["kind"] == "classification"
+    assert doc["task_options"]["forget"] == "label-flip:3"
+    assert doc["task_options"]["model"] == base and doc["task_options"]["train"] == TRAIN
+    assert doc["overrides"] == {"sa": {"max_steps": 60}}  # no bench presets for your task
+    names = [r["name"] for r in doc["experiments"]["compare"]]
+    assert names == ["Original", "RT", "GA", "MAPE-GA", "SO", "MAPE-SO"]
+    original = doc["experiments"]["compare"][0]
+    # the records measure the fine-tuned model on the flipped rows it was given
+    task = load_task("text-classification", model=base, data=data, forget="label-flip:3",
+                     train=TRAIN)
+    assert original["forget"] == pytest.approx(evaluate(task)["forget_acc"])
+    assert doc["command"].startswith(f"mape-viz bench --model {base} --data {data} ")
+    assert f"--train-config '{json.dumps(TRAIN)}'" in doc["command"]
+    assert "--forget label-flip:3" in doc["command"]
+    assert (out / "table.md").read_text().startswith("# mape-viz bench: base\n")
+
+    # the same task flags are checked as score / unlearn check them, before any work
+    assert main(["bench", "--out", str(tmp_path / "x"), "--quiet"]) == 2
+    assert "give --task NAME, or --model" in capsys.readouterr().err
+    assert main(["bench", "--task", "toy-sentiment", "--text-column", "x", "--out",
+                 str(tmp_path / "x"), "--quiet"]) == 2
+    assert "takes no --text-column" in capsys.readouterr().err
+    assert main(["bench", "--model", base, "--data", str(tmp_path / "nope"), "--out",
+                 str(tmp_path / "x"), "--quiet"]) == 2
+    assert not (tmp_path / "x").exists()

@@ -30,7 +30,8 @@ from ..tasks.local import kind_of_model
 from ..tasks.readers import FORMATS
 from ._flags import UsageError, csv_list, key_values
 
-__all__ = ["GENERIC_TASKS", "TASK_FLAGS", "add_task_arguments", "task_from_arguments"]
+__all__ = ["GENERIC_TASKS", "TASK_FLAGS", "add_task_arguments", "task_command_line",
+           "task_from_arguments"]
 
 #: ``--kind`` -> the generic loader of that kind.
 GENERIC_TASKS = {"classification": "text-classification", "causal_lm": "causal-lm-qa"}
@@ -90,6 +91,24 @@ def add_task_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--max-train", type=int, help="keep only the first N training rows")
 
 
+def task_command_line(args: argparse.Namespace) -> list[str]:
+    """The task flags given, as command-line words (for records: ``--model DIR --data DIR
+    --forget label-flip:8 ...``)."""
+    parts: list[str] = []
+    for dest in ("task", "model", "data", "kind"):
+        if getattr(args, dest, None) is not None:
+            parts += [f"--{dest}", str(getattr(args, dest))]
+    for kv in getattr(args, "task_option", None) or ():
+        parts += ["--task-option", kv]
+    for dest in TASK_FLAGS:
+        value = getattr(args, dest, None)
+        if value is True:
+            parts.append(f"--{dest.replace('_', '-')}")
+        elif value is not None and value is not False:
+            parts += [f"--{dest.replace('_', '-')}", str(value)]
+    return parts
+
+
 def _flag_options(args: argparse.Namespace) -> dict[str, Any]:
     """The loader options of the task flags given (``None`` = not given)."""
     out: dict[str, Any] = {}
@@ -140,13 +159,15 @@ def _generic_name(args: argparse.Namespace) -> str:
     return GENERIC_TASKS.get(kind or "classification", "text-classification")
 
 
-def task_from_arguments(args: argparse.Namespace, front_end: str | None = None
-                        ) -> tuple[Task, dict[str, Any]]:
+def task_from_arguments(args: argparse.Namespace, front_end: str | None = None,
+                        merge_defaults: bool = False) -> tuple[Task, dict[str, Any]]:
     """The task the flags of :func:`add_task_arguments` describe, and what to record
     (``{"task", "task_options"}``, JSON-able).
 
     ``front_end`` (``"library"``, ``"bench"``, ...) fills in that front end's task options
-    (:func:`mape_viz.presets.task_options`) for a named task given without any. Raises
+    (:func:`mape_viz.presets.task_options`) for a named task given without any;
+    ``merge_defaults=True`` lays them under the given ones instead (``mape-viz bench``:
+    ``--task-option n_forget=64`` keeps the bench's ``forget=canaries``). Raises
     :class:`~mape_viz.cli._flags.UsageError` for a missing or contradictory flag; the
     loaders raise ``ValueError`` (bad data or model, with what to change),
     ``FileNotFoundError`` and ``HubUnavailableError``.
@@ -162,8 +183,8 @@ def task_from_arguments(args: argparse.Namespace, front_end: str | None = None
             return task, {"task": "local", "task_options": {"model": str(args.model),
                                                             "data": str(args.data)}}
         name = _generic_name(args)
-    elif not opts and front_end is not None:
-        opts = task_options(name, front_end)
+    elif front_end is not None and (merge_defaults or not opts):
+        opts = {**task_options(name, front_end), **opts}
     params = inspect.signature(TASKS.get(name)).parameters
     if args.model:
         opts["model"] = args.model

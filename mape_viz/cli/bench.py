@@ -5,6 +5,7 @@
     mape-viz bench --task tiny-tofu --quick --figures
     mape-viz bench --task toy-sentiment --experiments compare,relearn,sweep,successive
     mape-viz bench --task toy-sentiment --experiments frontier --quick --figures
+    mape-viz bench --model MODEL_DIR --data GLUE_SST2_DIR --forget label-flip:32 --quick
 
 Prints a Table-2-shaped markdown table (efficacy: forget score ↓, MIA ↓; fidelity: retain and
 test score ↑; seconds) and writes, into ``--out`` (refused if it exists, unless
@@ -27,6 +28,13 @@ learning rates each task's runs take, laid under ``--override`` and any hyperpar
 (``toy-sentiment``: ``forget=canaries``, the 32 memorised rule-breaking rows that the
 retrained model gets wrong — pass ``--task-option forget=random`` for the paper's random 128
 rows). See docs/design.md §9 for the command line.
+
+The task is given as for ``mape-viz score`` / ``unlearn`` (:mod:`mape_viz.cli._task_args`):
+``--task NAME [--task-option KEY=VALUE ...]``, or your model and data (``--model PATH_OR_ID
+--data PATH_OR_ID`` with the column, ``--forget``, ``--finetune``, ``--train-config`` and
+``--retrained`` flags). A task without ``bench`` presets (your own model and data: the
+``text-classification`` and ``causal-lm-qa`` loaders) runs at the paper's defaults
+(``UnlearnConfig``), as the paper's comparison does; ``--lr`` / ``--override`` change them.
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import platform
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -45,12 +54,12 @@ from .. import experiments as ex
 from .. import viz
 from ..choices import list_granularities, list_methods, list_selectors
 from ..experiments.records import comparison_markdown, table_columns
-from ..presets import TASK_OPTIONS, preset_targets, task_options
-from ..tasks import load_task
+from ..presets import TASK_OPTIONS, preset_targets
 from ..unlearning import UnlearnConfig
 from ..unlearning.result import atomic_dir
-from ._flags import (UsageError, add_dataclass_flags, csv_list, dataclass_overrides, key_values,
+from ._flags import (UsageError, add_dataclass_flags, csv_list, dataclass_overrides,
                      merge_targets, target_overrides)
+from ._task_args import add_task_arguments, task_command_line, task_from_arguments
 
 EXPERIMENTS = ("compare", "sweep", "successive", "relearn", "frontier")
 SWEEP_SPARSITIES = ("0.5", "0.7", "0.9", "0.95")
@@ -82,12 +91,9 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                     "SURE / MAPE updates at one sparsity) on a task, print a Table-2-shaped "
                     "markdown table, and write records.json, <experiment>.csv and table.md "
                     "to --out (optionally offline HTML figures).")
-    src = p.add_argument_group("task")
-    src.add_argument("--task", required=True, help="embedded or registered task name "
-                                                  "(toy-sentiment, tiny-tofu, ...)")
-    src.add_argument("--task-option", action="append", metavar="KEY=VALUE",
-                     help="option passed to load_task (repeatable); defaults when none is "
-                          f"given (mape_viz.presets): {defaults}")
+    add_task_arguments(p)
+    p.epilog = (f"Task options laid under --task-option (mape_viz.presets): {defaults}. Your "
+                "model and data (--model/--data) run at the paper's defaults.")
     run = p.add_argument_group("bench")
     run.add_argument("--experiments", default="compare",
                      help=f"comma list of {', '.join(EXPERIMENTS)} (default: %(default)s)")
@@ -153,8 +159,16 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     return p
 
 
+def _source_name(args: argparse.Namespace) -> str:
+    """What the bench runs on, for the default folder and the table's title."""
+    if args.task:
+        return args.task
+    return Path(str(args.model)).name if args.model else "task"
+
+
 def _default_out(args: argparse.Namespace) -> Path:
-    return Path("runs") / f"bench-{args.task.replace('/', '_')}{'-quick' if args.quick else ''}"
+    name = _source_name(args).replace("/", "_")
+    return Path("runs") / f"bench-{name}{'-quick' if args.quick else ''}"
 
 
 def _figures(kind: str, experiments: dict[str, list[dict]]) -> dict[str, Any]:
@@ -277,11 +291,11 @@ def run_bench(args: argparse.Namespace) -> int:
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     progress = not args.quiet
 
-    opts = {**task_options(args.task, "bench"), **key_values(args.task_option)}
     if progress:
-        print(f"loading task {args.task} {opts or ''} (trains and caches the tiny models on "
-              "first use)", file=sys.stderr)
-    task = load_task(args.task, **opts)
+        print(f"loading task {' '.join(task_command_line(args))} (trains or fine-tunes models "
+              "and caches them on first use)", file=sys.stderr)
+    task, record = task_from_arguments(args, front_end="bench", merge_defaults=True)
+    opts = record["task_options"]
     kind = task.kind
     methods = methods_arg or (QUICK["methods"].split(",") if args.quick
                               else list(ex.default_methods(kind)))
@@ -348,7 +362,7 @@ def run_bench(args: argparse.Namespace) -> int:
     if args.figures and front is not None:
         figs["frontier"] = viz.frontier(front)
 
-    doc = {"format": "mape-viz-bench/1", "command": command, "task": args.task,
+    doc = {"format": "mape-viz-bench/1", "command": command, "task": record["task"],
            "task_options": opts, "kind": kind, "quick": bool(args.quick),
            "methods": methods, "selectors": selectors, "sparsity": args.sparsity,
            "seeds": seeds, "config": cfg.to_dict(), "overrides": overrides,
@@ -363,7 +377,7 @@ def run_bench(args: argparse.Namespace) -> int:
         ex.write_json(doc, tmp / "records.json")
         for name, recs in results.items():
             ex.write_csv(recs, tmp / f"{name}.csv")
-        md = [f"# mape-viz bench: {args.task}", "", "```", command, "```", "",
+        md = [f"# mape-viz bench: {_source_name(args)}", "", "```", command, "```", "",
               f"Wall time: {seconds:.0f} s (threads: {torch.get_num_threads()}, "
               f"device: {device}).", ""]
         if table:
@@ -386,9 +400,7 @@ def run_bench(args: argparse.Namespace) -> int:
 
 def _command_line(args: argparse.Namespace) -> str:
     """A readable command line rebuilt from the parsed arguments (non-default flags)."""
-    parts = ["mape-viz", "bench", "--task", args.task]
-    for kv in args.task_option or ():
-        parts += ["--task-option", kv]
+    parts = ["mape-viz", "bench", *(shlex.quote(w) for w in task_command_line(args))]
     for flag in ("experiments", "methods", "selectors", "seeds", "sparsities", "granularities"):
         v = getattr(args, flag)
         if v is not None and not (flag == "experiments" and v == "compare") \
