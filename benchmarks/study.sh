@@ -23,7 +23,7 @@ run() {  # task method
   echo "$(date -u +%H:%M:%S) $task $m: $(cat "$d.time") load: $(cut -d' ' -f1-3 /proc/loadavg)" \
     | tee -a "$OUT/timings.txt"
 }
-STEPS=${STEPS:-"toy-sentiment:ga toy-sentiment-small:ga toy-sentiment:gd settings toy-sentiment:so toy-sentiment:npo toy-sentiment-small:gd toy-sentiment-small:so toy-sentiment-small:npo"}
+STEPS=${STEPS:-"toy-sentiment:ga toy-sentiment-small:ga toy-sentiment:gd settings toy-sentiment-small:gd toy-sentiment-small:npo toy-sentiment-small:so toy-sentiment:so toy-sentiment:npo"}
 for s in $STEPS; do
   if [ "$s" = settings ]; then
     /usr/bin/time -f "wall %e s, user %U s, %P CPU, max RSS %M KiB" -o "$OUT/settings.time" \
