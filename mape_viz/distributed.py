@@ -289,7 +289,8 @@ def all_reduce_grads_(params: Sequence[torch.Tensor], info: ProcessInfo | None =
                 p.grad.copy_(g)
 
 
-def all_reduce_floats(values: Mapping[str, float], info: ProcessInfo | None = None) -> dict[str, float]:
+def all_reduce_floats(values: Mapping[str, float],
+                      info: ProcessInfo | None = None) -> dict[str, float]:
     """``{name: Σ over processes}`` of every rank's floats; the names may differ per rank
     (a rank that computed no loss sends ``{}``); missing names count as 0. float64 sums in
     rank order, so every rank gets the same numbers."""

@@ -280,7 +280,8 @@ def test_shard_step_cuts_rows_and_keeps_shared_values():
     r = make_batch("classification", bsz=2, seed=5)
     (fs, rs), w = shard_step([f, r], ProcessInfo(1, 2, torch.device("cpu")))
     assert w == 0.5 and fs["note"] == "kept"
-    assert torch.equal(fs["input_ids"], f["input_ids"][2:]) and torch.equal(rs["labels"], r["labels"][1:])
+    assert torch.equal(fs["input_ids"], f["input_ids"][2:])
+    assert torch.equal(rs["labels"], r["labels"][1:])
     (fs, rs), w = shard_step([make_batch("classification", bsz=3), r],
                              ProcessInfo(1, 2, torch.device("cpu")))
     assert (fs, rs, w) == (None, None, 0.0)  # gcd(3, 2) = 1: rank 0 takes the step
