@@ -110,8 +110,14 @@ def unlearn(task_or_model: Any, method: str, selector: str = "mape", sparsity: f
         callbacks: ``cb(step, model, row) -> dict | None`` after every update; returned
             metrics are merged into that history row.
         progress: tqdm bars.
-        device: run on this device (default: the model's).
+        device: run on this device (default: the model's; under a launcher ``"cuda"``
+            without an index is this process's GPU).
         seed: seeds shuffling, random selectors and dropout.
+
+    Under ``accelerate launch`` every process must call ``unlearn`` with the same arguments:
+    scoring, the fine-tuning steps (rows of each global batch per rank, gradients summed) and
+    SO's sums are split across the processes, and every process returns the same result as
+    one process would (docs/design.md §10); ``result.save`` then writes on rank 0 only.
 
     Returns:
         an :class:`UnlearnResult`; ``result.ok`` is False if a NaN/inf loss stopped the run
