@@ -100,6 +100,9 @@ def test_pretrain_mlm_refuses_a_used_folder(tmp_path):
     (tmp_path / "x" / "mine.txt").write_text("keep")
     with pytest.raises(FileExistsError, match="not empty"):
         pretrain_mlm(["a b c"], tmp_path / "x", MLMSpec(epochs=1, progress=False))
+    (tmp_path / "f").write_text("mine")
+    with pytest.raises(FileExistsError, match="is a file"):
+        pretrain_mlm(["a b c"], tmp_path / "f", MLMSpec(epochs=1, progress=False))
     with pytest.raises(ValueError, match="multiple of heads"):
         MLMSpec(hidden=30, heads=4)
     assert (tmp_path / "x" / "mine.txt").read_text() == "keep"

@@ -129,6 +129,8 @@ def pretrain_mlm(texts: Sequence[str], folder: str | os.PathLike, spec: MLMSpec 
     if not texts:
         raise ValueError("pretrain_mlm needs at least one text")
     folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise FileExistsError(f"{folder} is a file, not a folder; choose another folder")
     if folder.exists() and any(folder.iterdir()) and not overwrite:
         raise FileExistsError(f"{folder} exists and is not empty; choose another folder or "
                               f"pass overwrite=True")
