@@ -139,6 +139,40 @@ def test_cli_score_under_two_processes_writes_the_one_process_folder(tmp_path, m
         {k: v for k, v in s2.items() if k != "seconds"}
 
 
+@pytest.mark.slow
+def test_cli_unlearn_under_two_processes_writes_one_run_folder(tmp_path, monkeypatch):
+    """``mape-viz unlearn`` under a launcher: rank 0 alone evaluates and writes the folder, the
+    same files as one process, the same mask and (float32 summation order aside) weights."""
+    accelerate = shutil.which("accelerate")
+    if accelerate is None:
+        pytest.skip("the accelerate CLI is not on PATH")
+    monkeypatch.setenv("MAPE_VIZ_CACHE", str(tmp_path / "cache1"))
+    data, model = _glue_folder(tmp_path)
+    argv = ["unlearn", "--model", model, "--data", data, "--forget", "ids:0,1,2,3",
+            "--method", "ga", "--selector", "mape", "--sparsity", "0.5", "--max-steps", "3",
+            "--stop-when", "never", "--lr", "1e-3", "--quiet"]
+    one, two = tmp_path / "one" / "r", tmp_path / "two" / "r"
+    assert cli_main(argv + ["--out", str(one), "--device", "cpu"]) == 0
+    env = dict(_env(), MAPE_VIZ_CACHE=str(tmp_path / "cache2"))
+    proc = subprocess.run([accelerate, *LAUNCH, "-m", "mape_viz.cli", *argv, "--out", str(two)],
+                          env=env, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert [p.name for p in two.parent.iterdir()] == ["r"]  # one folder, no rank's leftovers
+    assert proc.stdout.count('"out"') == 1  # only rank 0 reports
+    names = sorted(str(p.relative_to(one)) for p in one.rglob("*"))
+    assert sorted(str(p.relative_to(two)) for p in two.rglob("*")) == names
+    r1, r2 = read_run(one), read_run(two)
+    k1, k2 = r1["mask"], r2["mask"]
+    assert torch.equal(k1.heads, k2.heads) and torch.equal(k1.filters, k2.filters)
+    w1, w2 = load_file(one / "weights.safetensors"), load_file(two / "weights.safetensors")
+    assert w1.keys() == w2.keys()
+    for key, t in w1.items():
+        torch.testing.assert_close(w2[key], t, rtol=1e-4, atol=1e-4, msg=key)
+    m1, m2 = (json.loads((d / "metrics.json").read_text()) for d in (one, two))
+    assert m1["original"] == m2["original"]  # the same task, evaluated once, on rank 0
+    assert set(m2) >= {"original", "unlearned"}
+
+
 # ---------------------------------------------------------------------------------------------
 # Masked unlearning: two processes vs one (tests/dist_unlearn_worker.py)
 

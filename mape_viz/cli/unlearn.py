@@ -16,6 +16,10 @@ task kind's, :func:`mape_viz.metrics.evaluate`)::
     "retrained": the retrained reference, only when the task built one (--retrained)
 
 ``--no-eval`` leaves all three out. The folder is written atomically: complete or absent.
+
+Under ``accelerate launch`` (docs/design.md §10) rank 0 loads the task first (the others then
+read its caches), each process runs on its own device, only rank 0 evaluates and writes the
+folder, and the other ranks only take part in the collective save.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from typing import Any
 import torch
 
 from ..choices import describe, list_methods, list_selectors
+from ..distributed import main_process_first, process_info
 from ..mask_io import load_mask
 from ..metrics import evaluate
 from ..unlearning import UnlearnConfig
@@ -109,8 +114,15 @@ def run_unlearn(args: argparse.Namespace) -> int:
     if out.exists() and not args.overwrite:  # fail before any work is done
         raise UsageError(f"run folder {out} already exists; choose another --out or pass --overwrite")
     cfg = _load_config(args)
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    task, record = task_from_arguments(args)
+    info = process_info()
+    if args.device:
+        device = args.device
+    elif info.distributed:
+        device = str(info.device)  # one device per process
+    else:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    with main_process_first(info):
+        task, record = task_from_arguments(args)
     mask = load_mask(args.mask) if args.mask else None
 
     def score(model: torch.nn.Module) -> dict[str, float | str]:
@@ -120,10 +132,16 @@ def run_unlearn(args: argparse.Namespace) -> int:
         return {k: v if math.isfinite(v) else str(v) for k, v in report.items()}
 
     # the original before the run (which works on a copy of it)
-    side: dict[str, dict[str, float]] = {} if args.no_eval else {"original": score(task.model)}
+    evaluating = info.is_main and not args.no_eval
+    side: dict[str, dict[str, float]] = {"original": score(task.model)} if evaluating else {}
     result = unlearning.unlearn(task, args.method, args.selector, args.sparsity, cfg, mask=mask,
-                                progress=not args.quiet, device=device, seed=args.seed)
-    if not args.no_eval:
+                                progress=not args.quiet and info.is_main, device=device,
+                                seed=args.seed)
+    if not info.is_main:
+        # save_run is collective under a launcher: rank 0 writes, the others wait for it
+        result.save(out, overwrite=True, extra=record)
+        return 0 if result.ok else 1
+    if evaluating:
         side["unlearned"] = score(result.model)
         if task.retrained_model is not None:
             side["retrained"] = score(task.retrained_model)
