@@ -23,6 +23,7 @@ from dist_unlearn_worker import FISHER_CAP, FORGET_SIZES, UNLEARN_FAMILIES, runs
 from dist_unlearn_worker import run as run_unlearn_worker
 from test_byod import _glue_folder  # a GLUE-style folder and a tiny classifier, on disk
 from mape_viz.cli import main as cli_main
+from mape_viz.cli import score as score_cli
 from mape_viz.distributed import (ProcessInfo, process_info, row_shards, shard, shard_step,
                                   slice_rows)
 from mape_viz.gradients import (_SCORING_AUTOCAST, accumulate_mask_grads, autocast_dtype,
@@ -347,6 +348,25 @@ def test_score_autocast_is_a_cli_flag(capsys):
     with pytest.raises(SystemExit):
         cli_main(["unlearn", "--help"])
     assert "--score-autocast {off,bf16,fp16}" in capsys.readouterr().out
+
+
+def test_score_cli_passes_score_autocast_to_the_scoring(tmp_path, monkeypatch):
+    seen = []
+
+    def spy(model, data, objective, selector, sparsity, cfg, *args, **kwargs):
+        seen.append(cfg.score_autocast)
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(score_cli, "make_mask", spy)
+    monkeypatch.setenv("MAPE_VIZ_CACHE", str(tmp_path / "cache"))
+    data, model = _glue_folder(tmp_path)
+    with pytest.raises(RuntimeError, match="stop here"):
+        cli_main(["score", "--model", model, "--data", data, "--forget", "ids:0,1",
+                  "--score-autocast", "bf16", "--out", str(tmp_path / "s"), "--quiet"])
+    assert seen == ["bf16"]
+    with pytest.raises(SystemExit):  # argparse refuses a precision the config does not know
+        cli_main(["score", "--task", "toy-sentiment", "--score-autocast", "int8",
+                  "--out", str(tmp_path / "t")])
 
 
 def test_one_process_is_not_distributed():

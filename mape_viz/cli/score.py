@@ -27,6 +27,7 @@ process runs on its own device, and only rank 0 writes the folder.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shutil
 import sys
@@ -43,7 +44,7 @@ from ..distributed import main_process_first, process_info
 from ..mask_io import save_mask
 from ..scores import OBJECTIVES
 from ..types import MODULE_KINDS, ModuleMask, ModuleScores
-from ..unlearning import as_config
+from ..unlearning import UnlearnConfig, as_config
 from ..unlearning.engine import FULL, make_mask
 from ..unlearning.run_data import resolve_data
 from ..viz import filter_view, g_vs_fisher, head_heatmap, selected_per_layer, write_figures
@@ -77,6 +78,9 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                           f"(default: %(default)s)")
     run.add_argument("--sparsity", type=float, default=0.9,
                      help="fraction of modules left frozen (default: %(default)s)")
+    autocast = {f.name: f for f in dataclasses.fields(UnlearnConfig)}["score_autocast"]
+    run.add_argument("--score-autocast", choices=autocast.metadata["choices"],
+                     help=f"{autocast.metadata['help']} (default: {autocast.default})")
     run.add_argument("--config", help="JSON file of UnlearnConfig fields (scoring: "
                                       "score_batch_size, score_max_retain, refine, granularity)")
     run.add_argument("--out", required=True, help="the folder to write")
@@ -158,6 +162,8 @@ def run_score(args: argparse.Namespace) -> int:
         base = base.get("config", base)
     if args.objective:
         base["objective"] = args.objective
+    if args.score_autocast:
+        base["score_autocast"] = args.score_autocast
     info = process_info()
     with main_process_first(info):
         task, record = task_from_arguments(args, front_end="library")
