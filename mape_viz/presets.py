@@ -152,6 +152,26 @@ PRESETS: tuple[Preset, ...] = (
            "DPO with a mask breaks the retain set at 1e-3 already."),
     Preset("tiny-tofu", None, "bench", "sa", dict(lr=5e-5),
            "SA keeps the library default lr."),
+    # forget01 (one author, 14 rows: 2 steps per epoch). These rows are keyed by the task's
+    # ``forget`` option; tiny-tofu names it ``split``, so they apply once _task_key reads it
+    # (until then pass them as --override; docs/bench_tiny_tofu.md has the command).
+    Preset("tiny-tofu", "forget01", "bench", "npo/full", dict(lr=1.5e-4, epochs=10),
+           "forget01 at the forget05 rows (10 steps at 2e-4) barely unlearns: forget quality "
+           "0.019, model utility 0.579 (original 2e-4 / 0.582, RT 1.0 / 0.569). Rule: on seed "
+           "0, the highest forget quality among {10, 20, 40} steps x lr grid with utility >= "
+           "original - 5 pts. 20 steps at 1.5e-4: 3 seeds 0.63 / 0.572 "
+           "(benchmarks/results/tofu_forget01)."),
+    Preset("tiny-tofu", "forget01", "bench", "npo/mape", dict(lr=5e-4, epochs=20),
+           "As NPO's forget01 row: 10 steps at 1e-3 gave 0.005 / 0.578; 40 steps at 5e-4: "
+           "3 seeds 0.73 / 0.542 (forget ROUGE-L 0.22, below RT's 0.60)."),
+    Preset("tiny-tofu", "forget01", "bench", "dpo/full", dict(lr=1.5e-4, epochs=10),
+           "DPO's forget quality does not rise on the grid before utility falls (it answers "
+           "'I don't know', not like the retrained model); the row's rule then takes the "
+           "lowest forget ROUGE-L: 20 steps at 1.5e-4, 3 seeds FQ 4e-4, utility 0.561, forget "
+           "ROUGE-L 0.63 (RT 0.60)."),
+    Preset("tiny-tofu", "forget01", "bench", "dpo/mape", dict(lr=7.5e-4, epochs=10),
+           "As DPO's forget01 row: 20 steps at 7.5e-4, 3 seeds FQ 4e-4, utility 0.537, forget "
+           "ROUGE-L 0.63."),
     # ---- app -------------------------------------------------------------------------------
     Preset("toy-sentiment", None, "app", "*",
            dict(lr=1e-3, epochs=20, lr_schedule="constant", batch_size=16, score_max_retain=256),
