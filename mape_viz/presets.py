@@ -156,7 +156,7 @@ PRESETS: tuple[Preset, ...] = (
     # ``forget`` option; tiny-tofu names it ``split``, so they apply once _task_key reads it
     # (until then pass them as --override; docs/bench_tiny_tofu.md has the command).
     Preset("tiny-tofu", "forget01", "bench", "npo/full", dict(lr=1.5e-4, epochs=10),
-           "forget01 at the forget05 rows (10 steps at 2e-4) barely unlearns: forget quality "
+           "forget01 at the task's rows above (10 steps at 2e-4) barely unlearns: forget quality "
            "0.019, model utility 0.579 (original 2e-4 / 0.582, RT 1.0 / 0.569). Rule: on seed "
            "0, the highest forget quality among {10, 20, 40} steps x lr grid with utility >= "
            "original - 5 pts. 20 steps at 1.5e-4: 3 seeds 0.63 / 0.572 "
