@@ -115,6 +115,26 @@ def test_numbers_checked_one_way(ctx):
     assert L.check_number("learning rate", "", 0.0, empty_ok=True) is None
     with pytest.raises(ValueError, match="integer"):
         L.check_number("epochs", 2.5, 1, integer=True)
+    # one helper for every tab: the same rule and message for each input, whoever asks
+    got = L.check_inputs(ctx, "3, 1", sparsity="0.5", lr="", epochs=50.0, sparsities=["0.95", 0.8])
+    assert got == {"ids": [1, 3], "sparsity": 0.5, "lr": None, "epochs": 50,
+                   "sparsities": [0.8, 0.95]}
+    for kwargs, message in [
+            ({"sparsity": 1.5}, "sparsity=1.5 is out of range; accepted: a number >= 0 and < 1"),
+            ({"lr": -0.1}, "learning rate=-0.1 is out of range; accepted: empty (the preset) "
+                           "or a number >= 0"),
+            ({"epochs": 51}, "epochs=51 is out of range; accepted: an integer >= 1 and <= 50"),
+            ({"epochs": "two"}, "epochs must be a number, got 'two'"),
+            ({"sparsities": ["0.5", "1"]}, "sparsity='1' is out of range"),
+            ({"sparsities": []}, "choose at least one sparsity")]:
+        with pytest.raises(ValueError) as info:
+            L.check_inputs(ctx, **kwargs)
+        assert message in str(info.value)
+    with pytest.raises(KeyError, match="known: sparsity, lr, epochs"):
+        L.check_inputs(ctx, seed=1)
+    assert "&lt;b&gt;" in L.error_html("<b>") and "role=\"alert\"" in L.error_html("x")
+    widths = L.sample_column_widths(ctx)
+    assert len(widths) == len(L.sample_headers(ctx)) and sum(int(w[:-1]) for w in widths) == 100
     budget = L.expected_steps(ctx, [ctx.canary_ids()[0]], "sa", 50)
     cfg = L.app_config(ctx.task, "sa", "mape")
     assert f"at most {cfg.max_steps} steps" in budget and "retain rows" in budget
@@ -180,12 +200,15 @@ def test_client_explore_then_unlearn_same_mask(served, ctx):
     _, url = served
     client = Client(url, verbose=False)
     cid = ctx.canary_ids()[2]
-    summary = client.predict(str(cid), "mlf", "mape", "both", 0.9, "greedy",
-                             api_name="/explore")[0]
+    *_, explore_status = out = client.predict(str(cid), "mlf", "mape", "both", 0.9, "greedy",
+                                              api_name="/explore")
+    summary = out[0]
+    assert explore_status == ""
     heads, n_heads, filters, n_filters = re.search(
         r"(\d+) of (\d+) heads and (\d+) of (\d+) filters selected", summary).groups()
-    run_md, before_after, metrics, compare = client.predict(*_unlearn_args(cid, with_full=True),
-                                                            api_name="/unlearn")
+    run_md, before_after, metrics, compare, status = client.predict(
+        *_unlearn_args(cid, with_full=True), api_name="/unlearn")
+    assert status == "", "a successful run leaves the status line empty"
     assert (f"mask from Explore: {heads} of {n_heads} heads, {filters} of {n_filters} filters"
             in run_md), "Unlearn's mask is the one Explore showed"
     assert "scored now" not in run_md, "same forget set and settings: no second scoring"
@@ -199,7 +222,7 @@ def test_client_explore_then_unlearn_same_mask(served, ctx):
                                                 "full model (its preset lr)"]
     # a forget set outside the canaries: no retrained row, a line says why
     other = next(i for i in range(len(ctx.train)) if i not in set(ctx.canary_ids()))
-    run_md, _, metrics, _ = client.predict(*_unlearn_args(other), api_name="/unlearn")
+    run_md, _, metrics, _, _ = client.predict(*_unlearn_args(other), api_name="/unlearn")
     assert "No retrained reference" in run_md
     assert not any(r[0].startswith("retrained") for r in metrics["data"])
 
@@ -276,27 +299,136 @@ def test_cancel_stops_the_server_work(served, ctx, monkeypatch):
 
 
 def test_ui_errors_are_messages_not_tracebacks(served, capfd, caplog):
+    """A bad input shows as one line in the tab's status line (the last output of each
+    endpoint), logged once without a traceback; the next successful action clears it."""
     from gradio_client import Client
 
     _, url = served
     client = Client(url, verbose=False)
     capfd.readouterr()
-    with caplog.at_level("WARNING", logger="mape_viz.app"), pytest.raises(Exception) as info:
-        client.predict(*_unlearn_args("not-an-id"), api_name="/unlearn")
-    assert "integers" in str(info.value)
-    assert "Traceback" not in str(info.value)
+    with caplog.at_level("WARNING", logger="mape_viz.app"):
+        status = client.predict(*_unlearn_args("not-an-id"), api_name="/unlearn")[-1]
+    assert "sample ids must be integers separated by commas or spaces, got" in status
+    assert "not-an-id" in status and 'role="alert"' in status and "Traceback" not in status
     # the server's terminal: one log line without a traceback, and nothing printed by Gradio
     logged = [r for r in caplog.records if r.name == "mape_viz.app"]
     assert len(logged) == 1 and "integers" in logged[0].getMessage() and not logged[0].exc_info
     assert "Traceback" not in capfd.readouterr().err
-    with pytest.raises(Exception) as info:  # the sparsity slider refuses 1.5 itself
-        client.predict(*_unlearn_args(0, lr=-1.0), api_name="/unlearn")
-    assert "learning rate=-1.0 is out of range" in str(info.value)
+    # every numeric input through the same check, the slider's range included
+    args = _unlearn_args(0)
+    for i, value, message in [
+            (6, 1.5, "sparsity=1.5 is out of range; accepted: a number &gt;= 0 and &lt; 1"),
+            (8, -1.0, "learning rate=-1.0 is out of range; accepted: empty (the preset) or a "
+                      "number &gt;= 0"),
+            (9, 0, "epochs=0 is out of range; accepted: an integer &gt;= 1 and &lt;= 50")]:
+        bad = list(args)
+        bad[i] = value
+        assert message in client.predict(*bad, api_name="/unlearn")[-1]
+    assert "sparsity=1.5 is out of range" in client.predict(
+        "3", "mlf", "mape", "both", 1.5, "greedy", api_name="/explore")[-1]
+    assert "epochs=0 is out of range" in client.predict(
+        "3", "ga", ["mape"], ["0.8"], 0, None, api_name="/sweep")[-1]
+    assert "run an unlearning job first" in client.predict(api_name="/export")[-1]
+    # the next successful action clears the line
+    assert client.predict("3", "mlf", "mape", "both", 0.9, "greedy", api_name="/explore")[-1] == ""
+
+
+_BOXES_JS = """(sel) => {
+  const root = document.querySelector(sel);
+  const box = e => { if (!e) return null; const r = e.getBoundingClientRect();
+                     return [r.left, r.top, r.right, r.bottom]; };
+  return {svg: box(root.querySelector('.main-svg')), title: box(root.querySelector('.gtitle')),
+          label: box(root.querySelector('[data-testid="block-label"]')),
+          ann: [...root.querySelectorAll('g.annotation')].map(
+              g => ({text: g.textContent, box: box(g.querySelector('text'))})),
+          xticks: [...root.querySelectorAll('.xaxislayer-above text')].map(t => t.textContent)};
+}"""
+
+
+def _overlap(a, b) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def _check_explore_layout(page, width: int, n_layers: int) -> None:
+    """At this window width: the sample table's last header cell inside the table; in the
+    greedy-swap panel, title, subplot titles, note and Gradio's label apart, the note inside
+    the figure, and layer ticks exactly 0..L-1."""
+    table = page.evaluate("""() => {
+      const t = document.querySelector('#samples'); const ths = t.querySelectorAll('thead th');
+      const c = t.getBoundingClientRect(), h = ths[ths.length - 1].getBoundingClientRect();
+      return {cell: [h.left, h.right], box: [c.left, c.right], text: ths[ths.length - 1].innerText};
+    }""")
+    assert table["text"].strip() == "confidence"
+    assert table["box"][0] <= table["cell"][0] and table["cell"][1] <= table["box"][1] + 0.5, \
+        f"the last column is cut off at {width} px: {table}"
+    boxes = page.evaluate(_BOXES_JS, "#swaps-plot")
+    texts = [boxes["title"]] + [a["box"] for a in boxes["ann"]]
+    if boxes["label"]:
+        texts.append(boxes["label"])
+    for i, a in enumerate(texts):
+        for b in texts[i + 1:]:
+            assert not _overlap(a, b), f"texts of the swap panel overlap at {width} px: {boxes}"
+    notes = [a for a in boxes["ann"] if a["text"].startswith("no swaps")]
+    if notes:
+        svg = boxes["svg"]
+        for note in notes:
+            n = note["box"]
+            assert svg[0] <= n[0] and n[2] <= svg[2] and svg[1] <= n[1] and n[3] <= svg[3]
+        assert "greedy checked" in notes[0]["text"] and "candidate" in notes[0]["text"]
+    assert set(boxes["xticks"]) == {str(i) for i in range(n_layers)}, boxes["xticks"]
 
 
 @pytest.mark.browser
 @pytest.mark.skipif(not shutil.which("chromium"), reason="Debian's chromium is not installed")
-def test_browser_explore_unlearn_sweep_export(served, tmp_path):
+def test_browser_inline_errors_and_layout_at_1000px(served, ctx):
+    """A ~1000 px window: the layout holds, and errors show under their tab's controls until
+    the next successful action."""
+    from playwright.sync_api import sync_playwright
+
+    _, url = served
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=[
+            "--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking"])
+        try:
+            page = browser.new_page(viewport={"width": 1000, "height": 1400})
+            page.goto(url, wait_until="load", timeout=120_000)
+            page.wait_for_selector("#swaps-plot .js-plotly-plot", timeout=120_000)
+            time.sleep(1)
+            _check_explore_layout(page, 1000, ctx.task.model.config.num_hidden_layers)
+            page.fill("#forget-ids textarea", "abc")
+            page.get_by_role("button", name="Compute scores").click()
+            page.wait_for_function("document.querySelector('#explore-status')?.innerText"
+                                   ".includes('must be integers')", timeout=120_000)
+            assert page.inner_text("#explore-status").strip() == (
+                "⚠ sample ids must be integers separated by commas or spaces, got 'abc'")
+            box = page.locator("#explore-status").bounding_box()
+            btn = page.locator("#score-btn").bounding_box()
+            assert 0 <= box["y"] - (btn["y"] + btn["height"]) < 400, "next to its controls"
+            # a typed sparsity out of the slider's range: the same inline line
+            number = page.locator("input[type=number]").first
+            number.fill("1.5")
+            number.press("Enter")
+            page.wait_for_function("document.querySelector('#explore-status')?.innerText"
+                                   ".includes('sparsity=1.5')", timeout=60_000)
+            assert "accepted: a number >= 0 and < 1" in page.inner_text("#explore-status")
+            page.get_by_role("tab", name="Export").click()
+            page.get_by_role("button", name="Prepare files").click()
+            page.wait_for_function("document.querySelector('#export-status')?.innerText"
+                                   ".includes('first')", timeout=60_000)
+            assert "run an unlearning job first" in page.inner_text("#export-status")
+            page.get_by_role("tab", name="Explore").click()
+            number.fill("0.9")
+            page.fill("#forget-ids textarea", str(ctx.canary_ids()[0]))
+            page.get_by_role("button", name="Compute scores").click()
+            page.wait_for_function("document.querySelector('#explore-status')?.innerText"
+                                   ".trim() === ''", timeout=300_000)
+        finally:
+            browser.close()
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not shutil.which("chromium"), reason="Debian's chromium is not installed")
+def test_browser_explore_unlearn_sweep_export(served, ctx, tmp_path):
     """Drives every tab; MAPE_VIZ_SCREENSHOT_DIR=docs refreshes the README's screenshots."""
     from playwright.sync_api import sync_playwright
 
@@ -315,6 +447,8 @@ def test_browser_explore_unlearn_sweep_export(served, tmp_path):
                 timeout=300_000)
             page.wait_for_selector(".js-plotly-plot", timeout=60_000)
             time.sleep(1)
+            _check_explore_layout(page, 1400, ctx.task.model.config.num_hidden_layers)
+            assert page.inner_text("#explore-status").strip() == ""
             page.screenshot(path=str(out / "app_explore.png"), full_page=True)
             page.get_by_role("tab", name="Unlearn").click()
             page.get_by_role("button", name="Unlearn", exact=True).click()

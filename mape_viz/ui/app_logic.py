@@ -318,7 +318,8 @@ MAX_EPOCHS = 50
 #: (Explore, Unlearn, Sweep and the budget line all validate through it).
 NUMERIC_RULES: dict[str, tuple[str, dict[str, Any]]] = {
     "sparsity": ("sparsity", {"low": 0.0, "high": 1.0}),
-    "lr": ("learning rate", {"low": 0.0, "low_open": True, "empty_ok": True}),
+    # empty or 0: each run's preset (an empty Number box sends 0 from the browser)
+    "lr": ("learning rate", {"low": 0.0, "empty_ok": True}),
     "epochs": ("epochs", {"low": 1, "high": MAX_EPOCHS, "high_open": False, "integer": True}),
 }
 
