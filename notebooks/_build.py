@@ -1068,26 +1068,6 @@ RUN_TIME = {
         "shared with other jobs, load average 3.4): the successive-requests cell 53 s, the "
         "relearning cell 30 s. Before Eq. 12 estimated D's Fisher on FISHER_SAMPLES rows: 192 s "
         "at load 1.75, that cell 141 s",
-    "06_tiny_tofu_llm.ipynb": NB06,
-}
-
-KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
-
-#: The measured wall time of each notebook, written under its title: a number only where it was
-#: measured (``time jupyter nbconvert --execute``, warm model cache), with the machine's load.
-_MEASURED = ("{} at default sizes from a warm model cache (`python benchmarks/time_notebooks.py`, "
-             "2026-12-03, one torch thread, 2-core machine shared with one other job)")
-RUN_TIME = {
-    "01_which_heads_matter.ipynb": _MEASURED.format("60 s"),
-    "02_greedy_swap.ipynb": _MEASURED.format("29 s"),
-    "03_sparsity_tradeoff.ipynb": _MEASURED.format("108 s"),
-    "04_unlearning_methods.ipynb": _MEASURED.format("106 s"),
-    "05_successive_and_relearning.ipynb": "189 s at default sizes from a warm model cache "
-        "(`python benchmarks/time_notebooks.py 05`, 2026-12-03, one torch thread, 2-core machine "
-        "under load average 6.5; the successive-requests cell took 107 s, the "
-        "relearning cell 45 s. Before Eq. 12 estimated D's Fisher on FISHER_SAMPLES rows: 192 s "
-        "at load 1.75, that cell 141 s, relearning 29 s. Not yet re-timed at a light load "
-        "against the 2-minute target",
     "06_tiny_tofu_llm.ipynb": _MEASURED.format("125 s"),
 }
 
