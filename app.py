@@ -255,7 +255,8 @@ def build_app(ctx: L.AppContext | None = None, task: str = "toy-sentiment",
                 full_preset = L.app_config(ctx.task, first_method, "full")
                 lr = gr.Number(value=None, label=(
                     f"Learning rate (empty or 0 = each run's preset; {first_method.upper()}: "
-                    f"{preset.lr:g} with a mask, {full_preset.lr:g} for the full model)"))
+                    f"{preset.lr_for(True):g} with a mask, {full_preset.lr_for(False):g} for the full "
+                    "model)"))
                 epochs = gr.Slider(1, L.MAX_EPOCHS, value=preset.epochs, step=1,
                                    label="Epochs (over the forget set; SA/RT: over the retain "
                                          "set, capped)")

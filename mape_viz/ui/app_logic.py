@@ -153,6 +153,19 @@ class AppContext:
         probs, _ = predict_proba(model, self.batches(self.rows(ids), 64))
         return [(int(p.argmax()), float(p.max())) for p in probs]
 
+    def text_of(self, row: Mapping[str, Any]) -> str:
+        """A training row's text as the model reads it: the task's text column (and its pair
+        column, after " ‖ "), as recorded by the loader in ``task.meta["columns"]``; the toy
+        world's column is ``text``."""
+        cols = self.task.meta.get("columns") or {}
+        text = str(row[cols.get("text", "text")])
+        pair = cols.get("pair")
+        return f"{text} ‖ {row[pair]}" if pair else text
+
+    def label_of(self, row: Mapping[str, Any]) -> int:
+        """A training row's (integer) label, from the task's label column."""
+        return int(row[(self.task.meta.get("columns") or {}).get("label", "label")])
+
     def canary_ids(self) -> list[int]:
         """The toy world's canaries; on a task without them, its forget rows (label-flip rows
         play the canaries' role)."""
@@ -271,10 +284,11 @@ def sample_table(ctx: AppContext, query: str = "", limit: int = 200) -> list[lis
     for i, row in enumerate(ctx.train):
         if special is not None and i not in special:
             continue
-        if q and special is None and q not in row["text"].lower():
+        text = ctx.text_of(row)
+        if q and special is None and q not in text.lower():
             continue
         pred, conf = ctx.predictions[i]
-        out.append([i, row["text"], ctx.label(row["label"]), *_toy_cells(ctx, row),
+        out.append([i, text, ctx.label(ctx.label_of(row)), *_toy_cells(ctx, row),
                     ctx.label(pred), round(conf, 4)])
         if len(out) >= limit:
             break
@@ -524,7 +538,7 @@ def run_unlearn(ctx: AppContext, ids: list[int], method: str, selector: str, spa
 
 def before_after_table(ctx: AppContext, run: RunState) -> list[list[Any]]:
     rows = ctx.rows(run.forget_ids)
-    return [[i, r["text"], ctx.label(r["label"]), *_toy_cells(ctx, r, canary=False),
+    return [[i, ctx.text_of(r), ctx.label(ctx.label_of(r)), *_toy_cells(ctx, r, canary=False),
              ctx.label(b[0]), round(b[1], 4), ctx.label(a[0]), round(a[1], 4)]
             for i, r, b, a in zip(run.forget_ids, rows, run.before, run.after)]
 
@@ -550,7 +564,8 @@ def compare_table(run: RunState) -> list[list[Any]]:
             continue
         m = run.metrics[key]
         cfg = r.result.config
-        step = cfg.eta if r.result.method == "so" else cfg.lr
+        masked = r.result.mask is not None  # None when the config leaves them to the defaults
+        step = cfg.eta_for(masked) if r.result.method == "so" else cfg.lr_for(masked)
         out.append([name, f"{step:.0e}", int(r.result.n_changed_params), r.result.stopped_at,
                     r.result.stop_reason, f"{_flipped(r)} of {len(r.forget_ids)}",
                     round(m.get("test_acc", float("nan")) - base, 4),
