@@ -152,9 +152,8 @@ PRESETS: tuple[Preset, ...] = (
            "DPO with a mask breaks the retain set at 1e-3 already."),
     Preset("tiny-tofu", None, "bench", "sa", dict(lr=5e-5),
            "SA keeps the library default lr."),
-    # forget01 (one author, 14 rows: 2 steps per epoch). These rows are keyed by the task's
-    # ``forget`` option; tiny-tofu names it ``split``, so they apply once _task_key reads it
-    # (until then pass them as --override; docs/bench_tiny_tofu.md has the command).
+    # forget01 (one author, 14 rows: 2 steps per epoch). Keyed by the task's forget option,
+    # which tiny-tofu names ``split`` (read by _task_key).
     Preset("tiny-tofu", "forget01", "bench", "npo/full", dict(lr=1.5e-4, epochs=10),
            "forget01 at the task's rows above (10 steps at 2e-4) barely unlearns: forget quality "
            "0.019, model utility 0.579 (original 2e-4 / 0.582, RT 1.0 / 0.569). Rule: on seed "
@@ -266,7 +265,8 @@ def _task_key(task: Any) -> tuple[str | None, str | None]:
     name = getattr(task, "name", None)
     meta = getattr(task, "meta", None) or {}
     options = meta.get("options", {}) if isinstance(meta, Mapping) else {}
-    forget = options.get("forget") if isinstance(options, Mapping) else None
+    # the forget option; TOFU-style tasks name it ``split`` ("forget01" ...)
+    forget = (options.get("forget") or options.get("split")) if isinstance(options, Mapping) else None
     return name, forget if isinstance(forget, str) else None
 
 

@@ -315,6 +315,22 @@ def test_config_for_reads_the_presets_targets_in_order():
         ex.check_overrides({"*": {"nope": 1.0}})
 
 
+def test_tofu_split_option_selects_its_forget_rows():
+    """tiny-tofu names its forget option ``split``: the forget01 bench rows apply to a task
+    loaded with split="forget01" and to no other split."""
+    from types import SimpleNamespace
+
+    def task(options):
+        return SimpleNamespace(name="tiny-tofu", meta={"options": options})
+
+    f01 = preset_targets(task({"split": "forget01"}), "bench")
+    assert f01["npo/mape"]["lr"] == 5e-4 and f01["dpo/full"]["epochs"] == 10
+    for other in ({"split": "forget05"}, {}):
+        assert "npo/mape" not in preset_targets(task(other), "bench")
+    assert preset_targets(task({"split": "forget01"}), "bench")["masked"] == \
+        preset_targets(task({}), "bench")["masked"]  # the task's own rows stay under them
+
+
 def test_run_record_on_a_replaced_task_with_few_eval_samples(cls_task):
     four = cls_task.replace(forget=cls_task.forget.select(range(4)))
     rec, res = ex.run_record(four, "ga", "mape", 0.5, FAST, eval_max_samples=3,
