@@ -1068,7 +1068,10 @@ RUN_TIME = {
         "shared with other jobs, load average 3.4): the successive-requests cell 53 s, the "
         "relearning cell 30 s. Before Eq. 12 estimated D's Fisher on FISHER_SAMPLES rows: 192 s "
         "at load 1.75, that cell 141 s",
-    "06_tiny_tofu_llm.ipynb": _MEASURED.format("125 s"),
+    "06_tiny_tofu_llm.ipynb": "88 s at default sizes from a warm model cache "
+        "(`python benchmarks/time_notebooks.py 06`, 2026-12-03, one torch thread, 2-core machine "
+        "shared with other jobs, load average 4.3); an earlier run of the same notebook, "
+        "sharing the cores with one other job, took 125 s",
 }
 
 
