@@ -4,7 +4,7 @@ the Fig. 2 / Fig. 7 settings with the main table's MAPE-GA / GA runs (docs/bench
     python benchmarks/study_tables.py benchmarks/results/study
 
 Reads ``<OUT>/<task>/<methods>/records.json`` (``mape-viz bench --experiments frontier``) and
-``<OUT>/settings/records.json`` (``study_settings.py``); writes ``<OUT>/<task>/table.md`` and
+``<OUT>/settings*/records.json`` (``study_settings.py``, one folder per seed run); writes ``<OUT>/<task>/table.md`` and
 ``<OUT>/settings/table_joined.md``, and prints them. The rule is the frontier's
 (:mod:`mape_viz.experiments.frontier`, docs/design.md §6), applied to the joined records.
 """
@@ -35,7 +35,7 @@ def load_task_dir(d: Path):
 def main(out: str) -> int:
     root = Path(out)
     main_recs = {}
-    for d in sorted(p for p in root.iterdir() if p.is_dir() and p.name != "settings"):
+    for d in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("settings")):
         recs, ref, cmds = load_task_dir(d)
         if not recs:
             continue
@@ -51,9 +51,10 @@ def main(out: str) -> int:
         (d / "table.md").write_text("\n".join(head) + md, encoding="utf-8")
         print(f"## {d.name}\n\n{md}")
         main_recs[d.name] = (recs, ref, fc)
-    sf = root / "settings" / "records.json"
-    if sf.exists() and "toy-sentiment" in main_recs:
-        doc = json.loads(sf.read_text())
+    sfs = sorted(root.glob("settings*/records.json"))  # settings/, settings-seed1/ ...
+    if sfs and "toy-sentiment" in main_recs:
+        docs = [json.loads(f.read_text()) for f in sfs]
+        doc = {**docs[0], "records": [r for d in docs for r in d["records"]]}
         recs, ref, fc = main_recs["toy-sentiment"]
         seeds = {r.get("seed", 0) for r in doc["records"]}
         joined = doc["records"] + [r for r in recs if r["method"] == doc["records"][0]["method"]
