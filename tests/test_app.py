@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import threading
 import time
 from pathlib import Path
 
 import pytest
+
+from app_helpers import chromium, serve
 
 pytestmark = pytest.mark.slow
 
@@ -28,21 +29,13 @@ def ctx():
     return L.AppContext.load(os.environ.get("MAPE_VIZ_APP_TEST_TASK", "toy-sentiment-small"))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def served(ctx):
     import app
 
     demo = app.build_app(ctx)
-    port = _free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    yield demo, f"http://127.0.0.1:{port}/"
-    demo.close()
+    with serve(demo) as url:
+        yield demo, url
 
 
 def test_parse_ids_and_errors(ctx):
@@ -387,8 +380,7 @@ def test_browser_inline_errors_and_layout_at_1000px(served, ctx):
 
     _, url = served
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=[
-            "--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking"])
+        browser = chromium(p)
         try:
             page = browser.new_page(viewport={"width": 1000, "height": 1400})
             page.goto(url, wait_until="load", timeout=120_000)
@@ -435,8 +427,7 @@ def test_browser_explore_unlearn_sweep_export(served, ctx, tmp_path):
     _, url = served
     out = Path(os.environ.get("MAPE_VIZ_SCREENSHOT_DIR", tmp_path))
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=[
-            "--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking"])
+        browser = chromium(p)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1800})
             page.goto(url, wait_until="load", timeout=120_000)

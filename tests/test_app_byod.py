@@ -6,23 +6,18 @@ from __future__ import annotations
 
 import re
 import shutil
-import socket
 import time
 
 import pytest
 
 import app
+from app_helpers import chromium, serve
 from test_byod import _glue_folder  # a GLUE-layout folder and a tiny BERT classifier on disk
 
 pytestmark = pytest.mark.slow
 
 FORGET = [0, 1, 2]
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -32,10 +27,8 @@ def served(tmp_path_factory):
     ctx = app.context_from_args(app.parse_args(
         ["--model", model, "--data", data, "--forget", "ids:" + ",".join(map(str, FORGET))]))
     demo = app.build_app(ctx)
-    port = _free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    yield ctx, f"http://127.0.0.1:{port}/"
-    demo.close()
+    with serve(demo) as url:
+        yield ctx, url
 
 
 def test_client_explores_and_unlearns_your_rows(served):
@@ -69,8 +62,7 @@ def test_browser_shows_your_data_without_toy_columns(served):
 
     ctx, url = served
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=[
-            "--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking"])
+        browser = chromium(p)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1600})
             page.goto(url, wait_until="load", timeout=120_000)
