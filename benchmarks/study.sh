@@ -26,12 +26,15 @@ run() {  # task method
 STEPS=${STEPS:-"toy-sentiment:ga toy-sentiment-small:ga toy-sentiment:gd settings toy-sentiment-small:gd toy-sentiment-small:npo toy-sentiment-small:so toy-sentiment:so toy-sentiment:npo"}
 for s in $STEPS; do
   if [ "$s" = settings ]; then
-    /usr/bin/time -f "wall %e s, user %U s, %P CPU, max RSS %M KiB" -o "$OUT/settings.time" \
-      python benchmarks/study_settings.py --out "$OUT/settings" --grid "$GRID" \
-      --method "${SETTINGS_METHOD:-gd}" --sparsities "${SETTINGS_SPARSITIES:-0.5,0.95}" \
-      > "$OUT/settings.log" 2>&1
-    echo "$(date -u +%H:%M:%S) settings: $(cat "$OUT/settings.time") load: $(cut -d' ' -f1-3 /proc/loadavg)" \
-      | tee -a "$OUT/timings.txt"
+    for seed in ${SETTINGS_SEEDS:-0 1}; do
+      d=settings; [ "$seed" = 0 ] || d=settings-seed$seed
+      /usr/bin/time -f "wall %e s, user %U s, %P CPU, max RSS %M KiB" -o "$OUT/$d.time" \
+        python benchmarks/study_settings.py --out "$OUT/$d" --grid "$GRID" --seeds "$seed" \
+        --method "${SETTINGS_METHOD:-gd}" --sparsities "${SETTINGS_SPARSITIES:-0.5,0.95}" \
+        > "$OUT/$d.log" 2>&1
+      echo "$(date -u +%H:%M:%S) $d: $(cat "$OUT/$d.time") load: $(cut -d' ' -f1-3 /proc/loadavg)" \
+        | tee -a "$OUT/timings.txt"
+    done
   else
     run "${s%%:*}" "${s##*:}"
   fi
