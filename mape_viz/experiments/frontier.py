@@ -48,8 +48,8 @@ import numpy as np
 from ..presets import run_targets
 from ..tasks import Task
 from ..unlearning import METHODS, as_config
-from ._common import (OnRecord, bar, check_overrides, config_for, display_name, evaluate_model,
-                      is_masked, maskable, require_task, run_record)
+from ._common import (TABLE2_METHODS, OnRecord, bar, check_overrides, config_for, display_name,
+                      evaluate_model, is_masked, maskable, require_task, run_record)
 
 __all__ = ["FrontierConfig", "FrontierResult", "DEFAULT_MULTIPLIERS", "QUICK_MULTIPLIERS",
            "run_frontier", "frontier_plan", "pareto_front", "at_efficacy", "at_fidelity",
@@ -94,7 +94,7 @@ class FrontierConfig:
         anchor_original: put the original model on every front (the zero step size).
     """
 
-    methods: tuple[str, ...] = ("so", "ga", "gd", "npo")
+    methods: tuple[str, ...] = TABLE2_METHODS
     selectors: tuple[str, ...] = ("full", "mape")
     sparsity: float = 0.9
     multipliers: tuple[float, ...] = DEFAULT_MULTIPLIERS
