@@ -85,3 +85,13 @@ def make_batch(kind: str, bsz: int = 5, seq: int = 9, n_labels: int = 3, seed: i
 @pytest.fixture(params=list(FAMILIES))
 def family(request) -> str:
     return request.param
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module's tests (the tiny models run far slower with more threads
+    than free cores); ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -9,7 +9,6 @@ import random
 import warnings
 
 import pytest
-import torch
 
 from mape_viz import experiments as ex
 from mape_viz.cli import main
@@ -22,12 +21,7 @@ from mape_viz.viz import frontier as frontier_figure
 from tiny_tasks import tiny_task
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def P(x, y, **kw):

@@ -30,12 +30,7 @@ from mape_viz.unlearning.stopping import parse_stop_rule
 from tiny_tasks import accuracy_of, tiny_task
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

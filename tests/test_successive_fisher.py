@@ -12,43 +12,16 @@ import random
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from conftest import make_batch, make_model
 from mape_viz.gradients import accumulate_mask_grads
 from mape_viz.sitemaps import get_sites
 from mape_viz.unlearning import successive_so
 from mape_viz.unlearning.successive import fisher_sample_rows, take_rows
+from test_unlearn import per_sample_grads  # the plain per-row autograd loop
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def ce(model, b):
-    out = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"])
-    return F.cross_entropy(out.logits, b["labels"], reduction="none")
-
-
-def per_sample_grads(model, batches):
-    """{name: (N, *shape)} gradients, one autograd call per row (rows in ``batches`` order)."""
-    P = dict(model.named_parameters())
-    for p in P.values():
-        p.requires_grad_(True)
-    rows = {n: [] for n in P}
-    for b in batches:
-        for i in range(b["input_ids"].shape[0]):
-            bi = {k: v[i:i + 1] for k, v in b.items()}
-            gs = torch.autograd.grad(ce(model, bi).sum(), list(P.values()), allow_unused=True)
-            for n, g in zip(P, gs):
-                rows[n].append(torch.zeros_like(P[n]) if g is None else g)
-    for p in P.values():
-        p.requires_grad_(False)
-    return {n: torch.stack(v) for n, v in rows.items()}
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_sample_rows_recipe_and_take_rows():
@@ -81,7 +54,7 @@ def test_subsampled_fisher_is_the_fisher_of_exactly_those_rows(selector):
                         metrics=lambda mm, t: models.append(copy.deepcopy(mm)) or {})
     sample = sorted(random.Random(seed).sample(range(15), m))
     assert out.fisher_rows == sample
-    g = per_sample_grads(copy.deepcopy(model), D)  # (15, ...) in D's order
+    g = per_sample_grads(copy.deepcopy(model), D, "classification")  # (15, ...) in D's order
     P = dict(model.named_parameters())
     sites = get_sites(model)
     counts = [2, 5]
