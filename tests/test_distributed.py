@@ -111,25 +111,33 @@ def test_two_processes_give_one_process_scores_and_masks(two_and_one, fam, objec
     assert single["factor_heads"].shape[0] == 7
 
 
-@pytest.mark.slow
-def test_cli_score_under_two_processes_writes_the_one_process_folder(tmp_path, monkeypatch):
+def _cli_one_and_two(tmp_path: Path, monkeypatch, argv: list[str], name: str):
+    """Run ``mape-viz ARGV`` in this process (cache 1) and under a 2-process launch (cache 2),
+    each into its own ``--out``; check the launch exited 0, left one folder and the same files.
+    Returns (one-process folder, two-process folder, the launch's CompletedProcess)."""
     accelerate = shutil.which("accelerate")
     if accelerate is None:
         pytest.skip("the accelerate CLI is not on PATH")
     monkeypatch.setenv("MAPE_VIZ_CACHE", str(tmp_path / "cache1"))
-    data, model = _glue_folder(tmp_path)
-    argv = ["score", "--model", model, "--data", data, "--forget", "ids:0,1,2",
-            "--sparsity", "0.5", "--quiet"]
-    one, two = tmp_path / "one" / "s", tmp_path / "two" / "s"
+    one, two = tmp_path / "one" / name, tmp_path / "two" / name
     assert cli_main(argv + ["--out", str(one), "--device", "cpu"]) == 0
     env = dict(_env(), MAPE_VIZ_CACHE=str(tmp_path / "cache2"))
     proc = subprocess.run([accelerate, *LAUNCH, "-m", "mape_viz.cli", *argv, "--out", str(two)],
                           env=env, cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert [p.name for p in two.parent.iterdir()] == ["s"]  # one folder, no rank's leftovers
-    assert proc.stderr.count("scored ") == 1  # only rank 0 reports and writes
+    assert [p.name for p in two.parent.iterdir()] == [name]  # one folder, no rank's leftovers
     names = sorted(str(p.relative_to(one)) for p in one.rglob("*"))
     assert sorted(str(p.relative_to(two)) for p in two.rglob("*")) == names
+    return one, two, proc
+
+
+@pytest.mark.slow
+def test_cli_score_under_two_processes_writes_the_one_process_folder(tmp_path, monkeypatch):
+    data, model = _glue_folder(tmp_path)
+    argv = ["score", "--model", model, "--data", data, "--forget", "ids:0,1,2",
+            "--sparsity", "0.5", "--quiet"]
+    one, two, proc = _cli_one_and_two(tmp_path, monkeypatch, argv, "s")
+    assert proc.stderr.count("scored ") == 1  # only rank 0 reports and writes
     ref, got = load_file(one / "scores.safetensors"), load_file(two / "scores.safetensors")
     for key, t in ref.items():
         torch.testing.assert_close(got[key], t, rtol=1e-6, atol=1e-6 * float(t.abs().max()), msg=key)
@@ -144,24 +152,12 @@ def test_cli_score_under_two_processes_writes_the_one_process_folder(tmp_path, m
 def test_cli_unlearn_under_two_processes_writes_one_run_folder(tmp_path, monkeypatch):
     """``mape-viz unlearn`` under a launcher: rank 0 alone evaluates and writes the folder, the
     same files as one process, the same mask and (float32 summation order aside) weights."""
-    accelerate = shutil.which("accelerate")
-    if accelerate is None:
-        pytest.skip("the accelerate CLI is not on PATH")
-    monkeypatch.setenv("MAPE_VIZ_CACHE", str(tmp_path / "cache1"))
     data, model = _glue_folder(tmp_path)
     argv = ["unlearn", "--model", model, "--data", data, "--forget", "ids:0,1,2,3",
             "--method", "ga", "--selector", "mape", "--sparsity", "0.5", "--max-steps", "3",
             "--stop-when", "never", "--lr", "1e-3", "--quiet"]
-    one, two = tmp_path / "one" / "r", tmp_path / "two" / "r"
-    assert cli_main(argv + ["--out", str(one), "--device", "cpu"]) == 0
-    env = dict(_env(), MAPE_VIZ_CACHE=str(tmp_path / "cache2"))
-    proc = subprocess.run([accelerate, *LAUNCH, "-m", "mape_viz.cli", *argv, "--out", str(two)],
-                          env=env, cwd=ROOT, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert [p.name for p in two.parent.iterdir()] == ["r"]  # one folder, no rank's leftovers
+    one, two, proc = _cli_one_and_two(tmp_path, monkeypatch, argv, "r")
     assert proc.stdout.count('"out"') == 1  # only rank 0 reports
-    names = sorted(str(p.relative_to(one)) for p in one.rglob("*"))
-    assert sorted(str(p.relative_to(two)) for p in two.rglob("*")) == names
     r1, r2 = read_run(one), read_run(two)
     k1, k2 = r1["mask"], r2["mask"]
     assert torch.equal(k1.heads, k2.heads) and torch.equal(k1.filters, k2.filters)
