@@ -29,6 +29,19 @@ def serve(demo: Any) -> Iterator[str]:
         demo.close()
 
 
-def chromium(playwright: Any) -> Any:
-    """A headless Chromium browser (Debian's, at ``chromium`` on PATH)."""
-    return playwright.chromium.launch(executable_path=shutil.which("chromium"), args=CHROMIUM_ARGS)
+@contextmanager
+def app_page(url: str, width: int, height: int, ready: str) -> Iterator[Any]:
+    """A page of headless Chromium (Debian's, ``chromium`` on PATH) at ``width`` × ``height``
+    px, on ``url``, once the selector ``ready`` is there; the browser is closed after."""
+    # playwright only here: the browser tests skip without chromium, the others never need it
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": width, "height": height})
+            page.goto(url, wait_until="load", timeout=120_000)
+            page.wait_for_selector(ready, timeout=120_000)
+            yield page
+        finally:
+            browser.close()

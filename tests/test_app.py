@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from app_helpers import chromium, serve
+from app_helpers import app_page, serve
 
 pytestmark = pytest.mark.slow
 
@@ -376,95 +376,77 @@ def _check_explore_layout(page, width: int, n_layers: int) -> None:
 def test_browser_inline_errors_and_layout_at_1000px(served, ctx):
     """A ~1000 px window: the layout holds, and errors show under their tab's controls until
     the next successful action."""
-    from playwright.sync_api import sync_playwright
-
     _, url = served
-    with sync_playwright() as p:
-        browser = chromium(p)
-        try:
-            page = browser.new_page(viewport={"width": 1000, "height": 1400})
-            page.goto(url, wait_until="load", timeout=120_000)
-            page.wait_for_selector("#swaps-plot .js-plotly-plot", timeout=120_000)
-            time.sleep(1)
-            _check_explore_layout(page, 1000, ctx.task.model.config.num_hidden_layers)
-            page.fill("#forget-ids textarea", "abc")
-            page.get_by_role("button", name="Compute scores").click()
-            page.wait_for_function("document.querySelector('#explore-status')?.innerText"
-                                   ".includes('must be integers')", timeout=120_000)
-            assert page.inner_text("#explore-status").strip() == (
-                "⚠ sample ids must be integers separated by commas or spaces, got 'abc'")
-            box = page.locator("#explore-status").bounding_box()
-            btn = page.locator("#score-btn").bounding_box()
-            assert 0 <= box["y"] - (btn["y"] + btn["height"]) < 400, "next to its controls"
-            # a typed sparsity out of the slider's range: the same inline line
-            number = page.locator("input[type=number]").first
-            number.fill("1.5")
-            number.press("Enter")
-            page.wait_for_function("document.querySelector('#explore-status')?.innerText"
-                                   ".includes('sparsity=1.5')", timeout=60_000)
-            assert "accepted: a number >= 0 and < 1" in page.inner_text("#explore-status")
-            page.get_by_role("tab", name="Export").click()
-            page.get_by_role("button", name="Prepare files").click()
-            page.wait_for_function("document.querySelector('#export-status')?.innerText"
-                                   ".includes('first')", timeout=60_000)
-            assert "run an unlearning job first" in page.inner_text("#export-status")
-            page.get_by_role("tab", name="Explore").click()
-            number.fill("0.9")
-            page.fill("#forget-ids textarea", str(ctx.canary_ids()[0]))
-            page.get_by_role("button", name="Compute scores").click()
-            page.wait_for_function("document.querySelector('#explore-status')?.innerText"
-                                   ".trim() === ''", timeout=300_000)
-        finally:
-            browser.close()
+    with app_page(url, 1000, 1400, "#swaps-plot .js-plotly-plot") as page:
+        time.sleep(1)
+        _check_explore_layout(page, 1000, ctx.task.model.config.num_hidden_layers)
+        page.fill("#forget-ids textarea", "abc")
+        page.get_by_role("button", name="Compute scores").click()
+        page.wait_for_function("document.querySelector('#explore-status')?.innerText"
+                               ".includes('must be integers')", timeout=120_000)
+        assert page.inner_text("#explore-status").strip() == (
+            "⚠ sample ids must be integers separated by commas or spaces, got 'abc'")
+        box = page.locator("#explore-status").bounding_box()
+        btn = page.locator("#score-btn").bounding_box()
+        assert 0 <= box["y"] - (btn["y"] + btn["height"]) < 400, "next to its controls"
+        # a typed sparsity out of the slider's range: the same inline line
+        number = page.locator("input[type=number]").first
+        number.fill("1.5")
+        number.press("Enter")
+        page.wait_for_function("document.querySelector('#explore-status')?.innerText"
+                               ".includes('sparsity=1.5')", timeout=60_000)
+        assert "accepted: a number >= 0 and < 1" in page.inner_text("#explore-status")
+        page.get_by_role("tab", name="Export").click()
+        page.get_by_role("button", name="Prepare files").click()
+        page.wait_for_function("document.querySelector('#export-status')?.innerText"
+                               ".includes('first')", timeout=60_000)
+        assert "run an unlearning job first" in page.inner_text("#export-status")
+        page.get_by_role("tab", name="Explore").click()
+        number.fill("0.9")
+        page.fill("#forget-ids textarea", str(ctx.canary_ids()[0]))
+        page.get_by_role("button", name="Compute scores").click()
+        page.wait_for_function("document.querySelector('#explore-status')?.innerText"
+                               ".trim() === ''", timeout=300_000)
 
 
 @pytest.mark.browser
 @pytest.mark.skipif(not shutil.which("chromium"), reason="Debian's chromium is not installed")
 def test_browser_explore_unlearn_sweep_export(served, ctx, tmp_path):
     """Drives every tab; MAPE_VIZ_SCREENSHOT_DIR=docs refreshes the README's screenshots."""
-    from playwright.sync_api import sync_playwright
-
     _, url = served
     out = Path(os.environ.get("MAPE_VIZ_SCREENSHOT_DIR", tmp_path))
-    with sync_playwright() as p:
-        browser = chromium(p)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1800})
-            page.goto(url, wait_until="load", timeout=120_000)
-            page.wait_for_selector("#score-btn", timeout=120_000)
-            page.get_by_role("button", name="Compute scores").click()
-            page.wait_for_function(
-                "document.querySelector('#explore-summary')?.innerText.includes('selected')",
-                timeout=300_000)
-            page.wait_for_selector(".js-plotly-plot", timeout=60_000)
-            time.sleep(1)
-            _check_explore_layout(page, 1400, ctx.task.model.config.num_hidden_layers)
-            assert page.inner_text("#explore-status").strip() == ""
-            page.screenshot(path=str(out / "app_explore.png"), full_page=True)
-            page.get_by_role("tab", name="Unlearn").click()
-            page.get_by_role("button", name="Unlearn", exact=True).click()
-            page.wait_for_function(
-                "document.querySelector('#run-summary')?.innerText.includes('changed')",
-                timeout=600_000)
-            time.sleep(1)
-            page.screenshot(path=str(out / "app_unlearn.png"), full_page=True)
-            assert "changed" in page.inner_text("#run-summary")
-            page.get_by_role("tab", name="Sweep").click()
-            page.get_by_role("button", name="Run sweep").click()
-            # both default sparsities (0.8, 0.95) have finished and been drawn
-            page.wait_for_function(
-                "document.querySelector('#sweep-records')?.innerText.includes('0.95') && "
-                "document.querySelector('#sweep-plot .js-plotly-plot') !== null",
-                timeout=600_000)
-            time.sleep(1)
-            page.screenshot(path=str(out / "app_sweep.png"), full_page=True)
-            page.get_by_role("tab", name="Export").click()
-            page.get_by_role("button", name="Prepare files").click()
-            page.wait_for_function("document.body.innerText.includes('.safetensors')", timeout=120_000)
-            time.sleep(1)
-            page.screenshot(path=str(out / "app_export.png"), full_page=True)
-        finally:
-            browser.close()
+    with app_page(url, 1400, 1800, "#score-btn") as page:
+        page.get_by_role("button", name="Compute scores").click()
+        page.wait_for_function(
+            "document.querySelector('#explore-summary')?.innerText.includes('selected')",
+            timeout=300_000)
+        page.wait_for_selector(".js-plotly-plot", timeout=60_000)
+        time.sleep(1)
+        _check_explore_layout(page, 1400, ctx.task.model.config.num_hidden_layers)
+        assert page.inner_text("#explore-status").strip() == ""
+        page.screenshot(path=str(out / "app_explore.png"), full_page=True)
+        page.get_by_role("tab", name="Unlearn").click()
+        page.get_by_role("button", name="Unlearn", exact=True).click()
+        page.wait_for_function(
+            "document.querySelector('#run-summary')?.innerText.includes('changed')",
+            timeout=600_000)
+        time.sleep(1)
+        page.screenshot(path=str(out / "app_unlearn.png"), full_page=True)
+        assert "changed" in page.inner_text("#run-summary")
+        page.get_by_role("tab", name="Sweep").click()
+        page.get_by_role("button", name="Run sweep").click()
+        # both default sparsities (0.8, 0.95) have finished and been drawn
+        page.wait_for_function(
+            "document.querySelector('#sweep-records')?.innerText.includes('0.95') && "
+            "document.querySelector('#sweep-plot .js-plotly-plot') !== null",
+            timeout=600_000)
+        time.sleep(1)
+        page.screenshot(path=str(out / "app_sweep.png"), full_page=True)
+        page.get_by_role("tab", name="Export").click()
+        page.get_by_role("button", name="Prepare files").click()
+        page.wait_for_function("document.body.innerText.includes('.safetensors')", timeout=120_000)
+        time.sleep(1)
+        page.screenshot(path=str(out / "app_export.png"), full_page=True)
 
 
 def test_sweep_draws_the_frontier(ctx):

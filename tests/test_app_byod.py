@@ -11,7 +11,7 @@ import time
 import pytest
 
 import app
-from app_helpers import chromium, serve
+from app_helpers import app_page, serve
 from test_byod import _glue_folder  # a GLUE-layout folder and a tiny BERT classifier on disk
 
 pytestmark = pytest.mark.slow
@@ -58,29 +58,20 @@ def test_client_explores_and_unlearns_your_rows(served):
 @pytest.mark.browser
 @pytest.mark.skipif(not shutil.which("chromium"), reason="Debian's chromium is not installed")
 def test_browser_shows_your_data_without_toy_columns(served):
-    from playwright.sync_api import sync_playwright
-
     ctx, url = served
-    with sync_playwright() as p:
-        browser = chromium(p)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1600})
-            page.goto(url, wait_until="load", timeout=120_000)
-            page.wait_for_selector("#samples thead th", timeout=120_000)
-            headers = [h.strip().lower() for h in page.locator("#samples thead th").all_inner_texts()]
-            assert "text" in headers and "label" in headers
-            assert "canary" not in headers and "rule label" not in headers
-            # the landing page already explored the first forget row: its heatmap is drawn
-            page.wait_for_selector("#swaps-plot .js-plotly-plot", timeout=120_000)
-            page.fill("#forget-ids textarea", ",".join(map(str, FORGET)))
-            page.get_by_role("button", name="Compute scores").click()
-            page.wait_for_function(
-                "document.querySelector('#explore-summary')?.innerText.includes('selected')",
-                timeout=300_000)
-            time.sleep(1)
-            assert page.inner_text("#explore-status").strip() == ""
-            summary = page.inner_text("#explore-summary")
-            total = ctx.task.model.config.num_hidden_layers * ctx.task.model.config.num_attention_heads
-            assert f"of {total} heads" in summary
-        finally:
-            browser.close()
+    with app_page(url, 1400, 1600, "#samples thead th") as page:
+        headers = [h.strip().lower() for h in page.locator("#samples thead th").all_inner_texts()]
+        assert "text" in headers and "label" in headers
+        assert "canary" not in headers and "rule label" not in headers
+        # the landing page already explored the first forget row: its heatmap is drawn
+        page.wait_for_selector("#swaps-plot .js-plotly-plot", timeout=120_000)
+        page.fill("#forget-ids textarea", ",".join(map(str, FORGET)))
+        page.get_by_role("button", name="Compute scores").click()
+        page.wait_for_function(
+            "document.querySelector('#explore-summary')?.innerText.includes('selected')",
+            timeout=300_000)
+        time.sleep(1)
+        assert page.inner_text("#explore-status").strip() == ""
+        summary = page.inner_text("#explore-summary")
+        total = ctx.task.model.config.num_hidden_layers * ctx.task.model.config.num_attention_heads
+        assert f"of {total} heads" in summary
